@@ -1,0 +1,94 @@
+"""Upgrade from base to head on the empty scratch database, as `flask db upgrade` would."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext, RevisionStep
+
+from migcheck.appload import relative, user_location
+from migcheck.envrun import run_env
+from migcheck.findings import Finding
+from migcheck.project import Project
+
+NAME = "upgrade"
+
+# What SQLite says when a migration asks for an ALTER it cannot do outside batch mode.
+_SQLITE_LIMITS = (
+    "No support for ALTER of constraints",
+    "Constraint must have a name",
+    'near "ALTER": syntax error',
+    "Cannot add a NOT NULL column with default value NULL",
+    "Cannot add a UNIQUE column",
+    "Cannot add a column with non-constant default",
+)
+
+
+def check(project: Project) -> list[Finding]:
+    current: list[RevisionStep] = []
+
+    def upgrade_to_heads(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
+        # Alembic runs each step as it is yielded, so `current` names the one that fails.
+        for step in project.script._upgrade_revs("heads", heads):  # type: ignore[arg-type]
+            current[:] = [step]
+            yield step
+        current.clear()
+
+    try:
+        run_env(project, upgrade_to_heads)
+    except Exception as exc:
+        return [failure(exc, current[0] if current else None, project)]
+    return []
+
+
+def failure(exc: BaseException, step: RevisionStep | None, project: Project,
+            action: str = "upgrade") -> Finding:
+    """A finding for a migration step (or env.py) that raised."""
+    if step is None:
+        path = os.fspath(project.directory / "env.py")
+        where = _frame_in(exc, path) or user_location(exc)
+        return Finding(NAME, "upgrade-env-failed", "error",
+                       f"env.py failed before any migration ran: {_describe(exc)}",
+                       where[0] if where else relative(path), where[1] if where else None,
+                       "fix env.py; `flask db upgrade` fails the same way")
+    revision = step.revision
+    where = _frame_in(exc, revision.path)
+    statement = getattr(exc, "statement", None)
+    details = {"revision": revision.revision, "error": _describe(exc)}
+    if statement:
+        details["statement"] = " ".join(str(statement).split())
+    return Finding(
+        NAME, f"{action}-failed", "error",
+        f"{action} to `{revision.revision}` ({revision.doc}) failed: {_describe(exc)}",
+        where[0] if where else relative(revision.path), where[1] if where else None,
+        _hint(exc), details,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _hint(exc: BaseException) -> str:
+    text = str(exc)
+    if any(limit in text for limit in _SQLITE_LIMITS):
+        return ("SQLite cannot ALTER this in place: wrap the operations in "
+                "`with op.batch_alter_table(...)` (Flask-Migrate writes them that way with "
+                "Migrate(render_as_batch=True)), or run migcheck on your real database type "
+                "with --db-url")
+    return "fix the revision so that `flask db upgrade` runs from an empty database"
+
+
+def _frame_in(exc: BaseException, path: str) -> tuple[str, int] | None:
+    """The innermost traceback line inside `path` (a revision file or env.py)."""
+    target = os.path.realpath(path)
+    found = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if os.path.realpath(frame.f_code.co_filename) == target:
+            found = (relative(path), lineno)
+    return found

@@ -1,0 +1,1 @@
+"""Report formats: each module renders a Run for one audience."""

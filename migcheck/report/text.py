@@ -1,0 +1,62 @@
+"""The human report: `path:line: check: message`, the fix under it, a summary line last."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from migcheck.checks import CHECKS
+from migcheck.findings import SEVERITIES, Finding
+from migcheck.runner import Run
+
+_COLORS = {"fatal": "31;1", "error": "31;1", "warning": "33;1", "info": "36", "dim": "2",
+           "bold": "1", "ok": "32;1"}
+
+
+def render(run: Run, color: bool) -> str:
+    def paint(text: str, style: str) -> str:
+        return f"\033[{_COLORS[style]}m{text}\033[0m" if color else text
+
+    order = {name: i for i, name in enumerate(CHECKS)}
+    findings = sorted(run.findings, key=lambda f: (order.get(f.check, len(order)),
+                                                   SEVERITIES.index(f.severity)))
+    lines: list[str] = []
+    previous = None
+    for finding in findings:
+        if previous is not None and finding.check != previous:
+            lines.append("")
+        previous = finding.check
+        lines.extend(_finding_lines(finding, paint))
+    if lines:
+        lines.append("")
+    lines.append(_summary(run, paint))
+    return "\n".join(lines)
+
+
+def _finding_lines(finding: Finding, paint: object) -> list[str]:
+    assert callable(paint)
+    where = paint(f"{finding.location}: ", "bold") if finding.location else ""
+    label = "" if finding.severity in ("error", "fatal") else f"{finding.severity}: "
+    lines = [f"{where}{paint(finding.check, finding.severity)}: {label}{finding.message}"]
+    for key in ("statement", "code"):
+        if finding.details.get(key):
+            lines += [paint(f"    {line}", "dim") for line in finding.details[key].splitlines()]
+    if finding.hint:
+        lines.append(f"    fix: {finding.hint}")
+    return lines
+
+
+def _summary(run: Run, paint: object) -> str:
+    assert callable(paint)
+    counts = Counter(f.severity for f in run.findings)
+    problems = counts["fatal"] + counts["error"]
+    what = f"{run.app}, {run.revisions} revision{'s' if run.revisions != 1 else ''}, " \
+           f"checks: {', '.join(run.checks)}"
+    parts = [f"{problems} error{'s' if problems != 1 else ''}"]
+    parts += [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("warning",) if counts[s]]
+    parts += [f"{counts['info']} info"] if counts["info"] else []
+    verdict = paint(", ".join(parts), "error") if problems else paint("no problems", "ok")
+    if not problems and len(parts) > 1:
+        verdict += " (" + ", ".join(parts[1:]) + ")"
+    if counts["fatal"]:
+        verdict += " (could not check everything)"
+    return f"migcheck: {verdict} in {run.seconds:.2f}s ({what})"
