@@ -1,0 +1,86 @@
+"""Tests drive the real `migcheck` command on temp copies of sample_app + migrations."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Result(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+
+class Project:
+    """A copy of sample_app and its migrations in a temp dir, to mutate and check."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # The database the app is configured with: migcheck must never create or touch it.
+        self.configured_db = path / "configured.sqlite"
+
+    def read(self, relpath: str) -> str:
+        return (self.path / relpath).read_text()
+
+    def write(self, relpath: str, text: str) -> Path:
+        target = self.path / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        return target
+
+    def edit(self, relpath: str, old: str, new: str) -> None:
+        text = self.read(relpath)
+        assert old in text, f"{old!r} not in {relpath}"
+        self.write(relpath, text.replace(old, new, 1))
+
+    def append(self, relpath: str, text: str) -> None:
+        self.write(relpath, self.read(relpath) + text)
+
+    def line_of(self, relpath: str, needle: str) -> int:
+        """1-based line number of the first line containing `needle`."""
+        for number, line in enumerate(self.read(relpath).splitlines(), 1):
+            if needle in line:
+                return number
+        raise AssertionError(f"{needle!r} not in {relpath}")
+
+    def revision_file(self, revision: str) -> str:
+        [path] = (self.path / "migrations" / "versions").glob(f"{revision}_*.py")
+        return str(path.relative_to(self.path))
+
+    def run(self, *args: str, env: dict[str, str] | None = None, app: str | None = "sample_app:app",
+            timeout: float = 120) -> Result:
+        command = [sys.executable, "-m", "migcheck", *([f"--app={app}"] if app else []), *args]
+        full_env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("FLASK_", "MIGCHECK_", "GITHUB_")) and k not in (
+                        "DATABASE_URL", "TEST_DATABASE_URL", "NO_COLOR", "FORCE_COLOR")}
+        full_env.update({"DATABASE_URL": f"sqlite:///{self.configured_db}",
+                         "TEST_DATABASE_URL": f"sqlite:///{self.configured_db}",
+                         "PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1"})
+        full_env.update(env or {})
+        done = subprocess.run(command, cwd=self.path, env=full_env, capture_output=True, text=True,
+                              timeout=timeout)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    ignore = shutil.ignore_patterns("__pycache__", "*.sqlite", "instance")
+    shutil.copytree(ROOT / "sample_app", tmp_path / "sample_app", ignore=ignore)
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations", ignore=ignore)
+    made = Project(tmp_path)
+    yield made
+    assert not made.configured_db.exists(), "migcheck created the app's configured database"
+    assert not (tmp_path / "instance").exists(), "migcheck created the app's instance folder"
