@@ -1,0 +1,172 @@
+"""Round trip: each revision's downgrade restores exactly the schema before it, and re-upgrades.
+
+All in one run of env.py over one loaded script directory: for every revision from base to head,
+upgrade it, snapshot, downgrade it, compare with the snapshot from before, upgrade it again and
+compare with the snapshot from after. This also does the upgrade check's work (it ends at head), so
+the runner uses it in place of a plain upgrade. When a revision leaves the database in an unknown
+state (its downgrade raised or left something behind), the scratch database is rebuilt up to that
+revision and the walk goes on, so one bad revision does not hide the next.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from alembic.runtime.migration import MigrationContext, RevisionStep
+from alembic.script import Script
+
+from migcheck import snapshot
+from migcheck.appload import relative
+from migcheck.checks import upgrade
+from migcheck.checks.graph import parents
+from migcheck.envrun import run_env
+from migcheck.findings import Finding
+from migcheck.project import Project
+
+NAME = "roundtrip"
+
+IRREVERSIBLE = re.compile(r"#\s*migcheck:\s*irreversible\b")
+
+_MESSAGES = {
+    "extra": ("roundtrip-downgrade-leaves", "downgrade of `{rev}` leaves {what} behind"),
+    "missing": ("roundtrip-downgrade-drops",
+                "downgrade of `{rev}` drops {what}, which the revision did not create"),
+    "changed": ("roundtrip-downgrade-changes", "downgrade of `{rev}` does not restore {what}: {detail}"),
+}
+
+
+class _Restart(Exception):
+    """The database is in an unknown state: rebuild it and walk on."""
+
+
+class Step(NamedTuple):
+    action: str  # "upgrade", "downgrade" or "re-upgrade"
+    step: RevisionStep
+
+
+def check(project: Project, already: frozenset[str] = frozenset()) -> list[Finding]:
+    """`already`: revisions an earlier run round-tripped (the cache put them in the database)."""
+    untested, findings = _irreversible(project)
+    # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
+    done = {(bind, revision) for bind in project.binds for revision in already}
+    while True:
+        current: list[Step] = []
+        try:
+            run_env(project, functools.partial(_walk, project, untested=untested, done=done,
+                                               current=current, findings=findings))
+            return findings
+        except _Restart:
+            pass
+        except Exception as exc:
+            if not current or current[0].action == "upgrade":
+                return findings + [upgrade.failure(exc, current[0].step if current else None, project)]
+            findings.append(_step_failure(exc, current[0], project))
+        project.scratch.reset(list(project.db.engines.values()))
+
+
+def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
+          done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding]
+          ) -> Iterator[RevisionStep]:
+    """The steps for alembic to run; it runs each one before asking for the next."""
+    connection = context.connection
+    assert connection is not None
+    bind = project.scratch.bind_for(connection.engine)
+    revision_map = project.script.revision_map
+
+    def run(action: str, step: RevisionStep) -> Iterator[RevisionStep]:
+        current[:] = [Step(action, step)]
+        yield step
+        current.clear()
+
+    before = snapshot.take(connection, context.version_table)
+    for step in project.script._upgrade_revs("heads", heads):  # type: ignore[arg-type]
+        revision = step.revision
+        yield from run("upgrade", step)
+        after = snapshot.take(connection, context.version_table)
+        if (bind, revision.revision) in done or revision.revision in untested:
+            before = after
+            continue
+        done.add((bind, revision.revision))
+        yield from run("downgrade", RevisionStep(revision_map, revision, False))
+        _compare(before, snapshot.take(connection, context.version_table), revision, findings)
+        yield from run("re-upgrade", RevisionStep(revision_map, revision, True))
+        again = snapshot.take(connection, context.version_table)
+        if snapshot.differences(after, again):
+            findings.append(_finding(
+                "roundtrip-reupgrade-differs", revision,
+                f"re-upgrade of `{revision.revision}` after its downgrade gives a different schema: "
+                + "; ".join(f"{what} {kind}" + (f" ({detail})" if detail else "")
+                            for kind, what, detail in snapshot.differences(after, again)),
+                "upgrade() must give the same schema from the state before it; look for "
+                "objects that the downgrade leaves behind and the upgrade then skips"))
+            raise _Restart
+        before = again
+
+
+def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, revision: Script,
+             findings: list[Finding]) -> None:
+    differences = snapshot.differences(before, back)
+    for kind, what, detail in differences:
+        rule, template = _MESSAGES[kind]
+        findings.append(_finding(
+            rule, revision, template.format(rev=revision.revision, what=what, detail=detail),
+            "make downgrade() undo exactly what upgrade() does, or mark the revision with a "
+            "`# migcheck: irreversible` comment if it cannot be undone"))
+    if differences:
+        raise _Restart  # re-upgrading on top of a wrong schema would only report the same thing
+
+
+def _step_failure(exc: BaseException, current: Step, project: Project) -> Finding:
+    revision = current.step.revision
+    where = upgrade.frame_in(exc, revision.path)
+    error = upgrade.describe(exc)
+    if current.action == "downgrade":
+        rule, message = "roundtrip-downgrade-failed", f"downgrade of `{revision.revision}` raises {error}"
+        hint = ("write a downgrade() that undoes upgrade(), or mark the revision with a "
+                "`# migcheck: irreversible` comment if it cannot be undone")
+    else:
+        rule = "roundtrip-reupgrade-failed"
+        message = f"re-upgrade of `{revision.revision}` after its downgrade fails: {error}"
+        hint = "the downgrade leaves something behind that upgrade() then trips over"
+    finding = _finding(rule, revision, message, hint)
+    return finding._replace(line=where[1]) if where else finding
+
+
+def _finding(rule: str, revision: Script, message: str, hint: str) -> Finding:
+    return Finding(NAME, rule, "error", message, relative(revision.path),
+                   _line_of(revision.path, "def downgrade"), hint, {"revision": revision.revision})
+
+
+def _irreversible(project: Project) -> tuple[set[str], list[Finding]]:
+    """Revisions marked `# migcheck: irreversible`, and every revision before them."""
+    by_id = {s.revision: s for s in project.scripts}
+    untested: set[str] = set()
+    findings = []
+    for script in project.scripts:
+        line = _line_of(script.path, IRREVERSIBLE)
+        if line is None:
+            continue
+        below, queue = set(), [script.revision]
+        while queue:
+            rev = queue.pop()
+            if rev not in below:
+                below.add(rev)
+                queue += [p for p in parents(by_id[rev]) if p in by_id]
+        untested |= below
+        findings.append(Finding(
+            NAME, "roundtrip-irreversible", "info",
+            f"downgrades of `{script.revision}` and {len(below) - 1} "
+            f"revision{'' if len(below) == 2 else 's'} before it are not tested: it is marked "
+            "irreversible", relative(script.path), line))
+    return untested, findings
+
+
+def _line_of(path: str, pattern: str | re.Pattern[str]) -> int | None:
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, 1):
+            if (pattern.search(line) if isinstance(pattern, re.Pattern) else line.startswith(pattern)):
+                return number
+    return None

@@ -1,0 +1,149 @@
+"""Schema snapshots for the round trip: cheap to take, exact to compare, and able to name a difference.
+
+On SQLite a snapshot is the DDL text in `sqlite_master` (one query). Equal text means an equal schema;
+when the text differs (batch mode rewrites tables, so it can differ for equal schemas), both snapshots
+are rebuilt in in-memory databases and reflected. On other databases every snapshot is reflected.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+VERSION_TABLE = "alembic_version"
+
+
+class Snapshot(NamedTuple):
+    dialect: str
+    ddl: dict[str, tuple[tuple[str, str, str], ...]]  # SQLite: table -> its (type, name, sql) rows
+    shape: dict[str, dict[str, Any]]  # other databases: table -> reflected aspects
+
+
+def take(connection: sa.Connection, version_table: str = VERSION_TABLE) -> Snapshot:
+    dialect = connection.dialect.name
+    if dialect != "sqlite":
+        return Snapshot(dialect, {}, _reflect(connection, version_table))
+    ddl: dict[str, list[tuple[str, str, str]]] = {}
+    cursor = connection.connection.cursor()  # the plain DB-API cursor: this runs 3 times a revision
+    cursor.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                   "AND name NOT LIKE 'sqlite_%' ORDER BY tbl_name, type, name")
+    for kind, name, table, sql in cursor.fetchall():
+        if table != version_table:
+            ddl.setdefault(table, []).append((kind, name, sql))
+    return Snapshot(dialect, {table: tuple(rows) for table, rows in ddl.items()}, {})
+
+
+def differences(expected: Snapshot, actual: Snapshot) -> list[tuple[str, str, str | None]]:
+    """What changed from `expected` to `actual`: (kind, object, detail) with kind one of
+    "extra" (in actual only), "missing" (in expected only), "changed" (detail says how)."""
+    if expected.dialect == "sqlite":
+        changed = {t for t in expected.ddl.keys() | actual.ddl.keys()
+                   if expected.ddl.get(t) != actual.ddl.get(t)
+                   and _normalized(expected.ddl.get(t)) != _normalized(actual.ddl.get(t))}
+        if not changed:
+            return []
+        before, after = _shape(expected, changed), _shape(actual, changed)
+    else:
+        before, after = expected.shape, actual.shape
+    found: list[tuple[str, str, str | None]] = []
+    for table in sorted(before.keys() | after.keys()):
+        what = f"{before.get(table, after.get(table, {})).get('kind', 'table')} `{table}`"
+        if table not in after:
+            found.append(("missing", what, None))
+        elif table not in before:
+            found.append(("extra", what, None))
+        elif "sql" in before[table]:
+            found.append(("changed", what, "its definition changed"))
+        elif before[table] != after[table]:
+            found += _table_differences(table, before[table], after[table])
+    return found
+
+
+def _normalized(rows: tuple[tuple[str, str, str], ...] | None) -> tuple[tuple[str, str, str], ...]:
+    """DDL text without what SQLite keeps verbatim but means nothing: quoting, spacing."""
+    return tuple((kind, name, _NOISE.sub(r"\1", _SPACE.sub(" ", sql.replace('"', ""))))
+                 for kind, name, sql in rows or ())
+
+
+_SPACE = re.compile(r"\s+")
+_NOISE = re.compile(r" ?([(),]) ?")
+
+
+def _table_differences(table: str, before: dict[str, Any], after: dict[str, Any]
+                       ) -> list[tuple[str, str, str | None]]:
+    found: list[tuple[str, str, str | None]] = []
+    for aspect, label in (("columns", "column"), ("indexes", "index"),
+                          ("uniques", "unique constraint"), ("foreign_keys", "foreign key")):
+        old, new = before[aspect], after[aspect]
+        for name in sorted(old.keys() | new.keys(), key=str):
+            what = f"{label} `{table}.{name}`" if aspect == "columns" else f"{label} `{name}` on `{table}`"
+            if name not in new:
+                found.append(("missing", what, None))
+            elif name not in old:
+                found.append(("extra", what, None))
+            elif old[name] != new[name]:
+                found.append(("changed", what, f"{_show(old[name])} became {_show(new[name])}"))
+    if before["primary_key"] != after["primary_key"]:
+        found.append(("changed", f"primary key of `{table}`",
+                      f"{before['primary_key']} became {after['primary_key']}"))
+    return found
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def _shape(snapshot: Snapshot, tables: set[str]) -> dict[str, dict[str, Any]]:
+    """Rebuild these SQLite tables from their DDL in a private in-memory database and reflect them."""
+    engine = sa.create_engine("sqlite://")
+    shape: dict[str, dict[str, Any]] = {}
+    with engine.connect() as connection:
+        for table in sorted(tables & snapshot.ddl.keys()):
+            rows = snapshot.ddl[table]
+            if not any(kind == "table" for kind, _, _ in rows):
+                # A view or trigger: compare its text, there is nothing to reflect.
+                shape[table] = {"kind": rows[0][0], "sql": _normalized(rows)}
+                continue
+            for kind in ("table", "index"):
+                for row_kind, _name, sql in rows:
+                    if row_kind == kind:
+                        connection.exec_driver_sql(sql)
+        shape.update(_reflect(connection, VERSION_TABLE))
+    engine.dispose()
+    return shape
+
+
+def _reflect(connection: sa.Connection, version_table: str) -> dict[str, dict[str, Any]]:
+    inspector = sa.inspect(connection)
+    tables = [t for t in inspector.get_table_names() if t != version_table]
+    dialect = connection.dialect
+    shape = {}
+    for table in tables:
+        shape[table] = {
+            "columns": {c["name"]: {"type": _type(c["type"], dialect), "nullable": c["nullable"],
+                                    "default": c.get("default")}
+                        for c in inspector.get_columns(table)},
+            "primary_key": tuple(inspector.get_pk_constraint(table).get("constrained_columns") or ()),
+            "indexes": {i["name"]: {"columns": tuple(str(c) for c in i["column_names"]),
+                                    "unique": bool(i["unique"])}
+                        for i in inspector.get_indexes(table)},
+            "uniques": {u["name"] or f"({', '.join(u['column_names'])})": tuple(u["column_names"])
+                        for u in inspector.get_unique_constraints(table)},
+            "foreign_keys": {
+                fk["name"] or f"({', '.join(fk['constrained_columns'])})": {
+                    "columns": tuple(fk["constrained_columns"]),
+                    "references": f"{fk['referred_table']}({', '.join(fk['referred_columns'])})"}
+                for fk in inspector.get_foreign_keys(table)},
+        }
+    return shape
+
+
+def _type(type_: Any, dialect: sa.Dialect) -> str:
+    try:
+        return str(type_.compile(dialect=dialect))
+    except Exception:  # a reflected type the dialect cannot render: its repr still compares
+        return repr(type_)

@@ -1,0 +1,138 @@
+"""Round trip: every revision's downgrade restores the schema before it and re-upgrades cleanly."""
+
+from __future__ import annotations
+
+from conftest import Project
+
+BIO = "428a6cc61e6a"  # adds user.bio and post.view_count
+COMMENTS = "e9e549eb0d5f"  # creates the comment table and two indexes
+
+
+def _replace_downgrade(project: Project, revision: str, body: str) -> str:
+    path = project.revision_file(revision)
+    text = project.read(path)
+    project.write(path, text[: text.index("def downgrade")] + f"def downgrade():\n{body}")
+    return path
+
+
+def test_clean_history_round_trips(project: Project) -> None:
+    result = project.run("--select", "roundtrip")
+    assert result.code == 0, result.output
+    assert "roundtrip" in result.out and "no problems" in result.out
+
+
+def test_downgrade_pass_on_create_table(project: Project) -> None:
+    path = _replace_downgrade(project, COMMENTS, "    pass\n")
+    result = project.run()
+    assert result.code == 1, result.output
+    line = project.line_of(path, "def downgrade")
+    assert (f"{path}:{line}: roundtrip: downgrade of `{COMMENTS}` leaves table `comment` behind"
+            in result.out)
+    assert "drift" not in result.out.split("migcheck:")[0]  # the models still match head
+
+
+def test_downgrade_pass_on_add_column_is_caught_per_revision(project: Project) -> None:
+    # `downgrade base` + `upgrade` would not notice: the table is dropped by an older revision anyway.
+    path = _replace_downgrade(project, BIO, "    pass\n")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert f"downgrade of `{BIO}` leaves column `post.view_count` behind" in result.out
+    assert f"downgrade of `{BIO}` leaves column `user.bio` behind" in result.out
+    assert f"{path}:{project.line_of(path, 'def downgrade')}: roundtrip:" in result.out
+    # the walk goes on past the bad revision: the next one is still checked (and is fine)
+    assert COMMENTS not in result.out
+
+
+def test_downgrade_that_forgets_an_index(project: Project) -> None:
+    path = project.revision_file(COMMENTS)
+    project.edit(path, "def upgrade():\n",
+                 "def upgrade():\n    op.create_index('ix_post_title', 'post', ['title'])\n")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert f"downgrade of `{COMMENTS}` leaves index `ix_post_title` on `post` behind" in result.out
+
+
+def test_downgrade_that_drops_what_it_did_not_create(project: Project) -> None:
+    path = project.revision_file(COMMENTS)
+    project.edit(path, "    op.drop_table('comment')",
+                 "    op.drop_table('comment')\n    op.drop_index('ix_post_author_id', table_name='post')")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert (f"downgrade of `{COMMENTS}` drops index `ix_post_author_id` on `post`, which the revision "
+            "did not create") in result.out
+
+
+def test_downgrade_that_raises(project: Project) -> None:
+    path = _replace_downgrade(project, BIO, "    raise NotImplementedError('no way back')\n")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    line = project.line_of(path, "raise NotImplementedError")
+    assert (f"{path}:{line}: roundtrip: downgrade of `{BIO}` raises NotImplementedError: no way back"
+            in result.out)
+
+
+def test_irreversible_mark_skips_downgrades_below_it(project: Project) -> None:
+    path = _replace_downgrade(project, BIO, "    raise NotImplementedError\n")
+    project.edit(path, "revision = ", "# migcheck: irreversible (data migration)\nrevision = ")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 0, result.output
+    assert (f"{path}:{project.line_of(path, 'migcheck: irreversible')}: roundtrip: info: downgrades of "
+            f"`{BIO}` and 1 revision before it are not tested: it is marked irreversible") in result.out
+
+
+def test_branch_and_merge_history(project: Project) -> None:
+    versions = "migrations/versions"
+    template = '''"""{doc}"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '{rev}'
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{up}
+
+
+def downgrade():
+{down_body}
+'''
+    project.write(f"{versions}/aaa111_badges.py", template.format(
+        doc="badges", rev="aaa111", down=COMMENTS,
+        up="    op.create_table('badge', sa.Column('id', sa.Integer(), primary_key=True))",
+        down_body="    op.drop_table('badge')"))
+    project.write(f"{versions}/bbb222_flags.py", template.format(
+        doc="flags", rev="bbb222", down=COMMENTS,
+        up="    op.create_table('flag', sa.Column('id', sa.Integer(), primary_key=True))",
+        down_body="    pass"))
+    project.write(f"{versions}/ccc333_merge.py", template.format(
+        doc="merge badges and flags", rev="ccc333", down=("aaa111", "bbb222"),
+        up="    pass", down_body="    pass"))
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert "downgrade of `bbb222` leaves table `flag` behind" in result.out
+    assert "aaa111" not in result.out and "ccc333" not in result.out
+    assert "graph" not in result.out.split("migcheck:")[0]  # merged: one head
+
+
+def test_view_left_behind(project: Project) -> None:
+    path = project.revision_file(COMMENTS)
+    project.edit(path, "def upgrade():\n",
+                 "def upgrade():\n    op.execute('CREATE VIEW recent AS SELECT 1')\n")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert f"downgrade of `{COMMENTS}` leaves view `recent` behind" in result.out
+
+
+def test_reupgrade_failure_is_reported(project: Project) -> None:
+    # A data migration whose downgrade leaves its row: the schema is restored, the re-upgrade fails.
+    path = project.revision_file(COMMENTS)
+    project.edit(path, "def upgrade():\n",
+                 "def upgrade():\n    op.execute(\"INSERT INTO tag (name) VALUES ('welcome')\")\n")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    line = project.line_of(path, "INSERT INTO tag")
+    assert (f"{path}:{line}: roundtrip: re-upgrade of `{COMMENTS}` after its downgrade fails: "
+            "IntegrityError: UNIQUE constraint failed: tag.name") in result.out
