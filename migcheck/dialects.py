@@ -1,0 +1,138 @@
+"""Where the scratch database's dialect shapes what the checks can tell.
+
+SQLite cannot store some things the models ask for (time zones, comments, enum types) and Alembic
+does not compare others there (CHECK constraints), so a SQLite run says so once per model object
+instead of passing silently. Migrations written for PostgreSQL or MySQL fail on SQLite for that
+reason alone, which the upgrade check's hint should say. MySQL reports `now()` back as
+`current_timestamp()`, which Alembic would take for a changed server default.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
+
+from migcheck import source
+from migcheck.findings import Finding
+from migcheck.project import Project
+
+_VERIFY = "verify with --db-url on your production database"
+_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "mssql": "SQL Server",
+          "oracle": "Oracle"}
+_EXAMPLE_URLS = {"postgresql": "postgresql://USER@HOST:5432/", "mysql": "mysql+pymysql://USER@HOST:3306/"}
+# SQLite's errors for another database's types, functions and `::` casts.
+_FOREIGN = re.compile(r"can't render element of type (?P<type>\w+)|(?:unknown|no such) function: "
+                      r"(?P<function>\w+)|(?P<cast>unrecognized token: \":\")|near \"(?P<near>[^\"]+)\": "
+                      r"syntax error")
+_FUNCTIONS = {"gen_random_uuid": "postgresql", "uuid_generate_v4": "postgresql", "to_tsvector": "postgresql",
+              "jsonb_build_object": "postgresql", "uuid": "mysql", "unix_timestamp": "mysql"}
+_NOW = re.compile(r"\(?(?:now|current_timestamp|localtimestamp|localtime)(?:\((\d*)\))?\)?")
+
+
+def sqlite_blind_spots(project: Project) -> list[Finding]:
+    """Warnings for model features a SQLite scratch database cannot verify, one per object."""
+    mappers = list(project.db.Model.registry.mappers)  # type: ignore[attr-defined]
+    findings = []
+
+    def warn(rule: str, table: sa.Table, column: sa.Column[Any] | None, what: str, why: str) -> None:
+        where = source.model_location(mappers, table.name, column.name if column is not None else None,
+                                      project.app.root_path)
+        findings.append(Finding(
+            "drift", f"drift-sqlite-{rule}", "warning",
+            f"{what}: {why}, so migcheck on SQLite cannot tell whether the migrations match; {_VERIFY}",
+            where[0] if where else None, where[1] if where else None,
+            "run migcheck --db-url postgresql://… (or mysql+pymysql://…) against a server of the "
+            "type you deploy on, e.g. in CI",
+            {"table": table.name, "column": column.name if column is not None else None},
+        ))
+
+    for metadata in project.db.metadatas.values():
+        for table in metadata.sorted_tables:
+            if table.comment:
+                warn("comment", table, None, f"table `{table.name}` has a comment",
+                     "SQLite keeps no comments")
+            for column in table.columns:
+                name = f"column `{table.name}.{column.name}`"
+                type_ = _unwrap(column.type)
+                if isinstance(type_, sa.DateTime) and type_.timezone:
+                    warn("timezone", table, column, f"{name} is a time-zone-aware DateTime",
+                         "SQLite has no time zone type")
+                if isinstance(type_, sa.Enum):
+                    warn("enum", table, column, f"{name} is an Enum ({', '.join(type_.enums)})",
+                         "SQLite stores it as VARCHAR, where changed members go unseen")
+                if column.comment:
+                    warn("comment", table, column, f"{name} has a comment", "SQLite keeps no comments")
+            checks = [(c, None) for c in table.constraints] + [
+                (c, column) for column in table.columns for c in column.constraints]
+            for constraint, on_column in checks:
+                if isinstance(constraint, sa.CheckConstraint) and not constraint._type_bound:
+                    label = f" `{constraint.name}`" if isinstance(constraint.name, str) else ""
+                    warn("check", table, on_column,
+                         f"CHECK constraint{label} on `{table.name}` ({constraint.sqltext})",
+                         "Alembic does not compare CHECK constraints, and SQLite does not run their "
+                         "SQL as your database does")
+    return findings
+
+
+def _unwrap(type_: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    """The type a TypeDecorator stores as."""
+    return type_.impl_instance if isinstance(type_, sa.types.TypeDecorator) else type_
+
+
+def compare_server_default(context: MigrationContext, inspected_column: sa.Column[Any],
+                           metadata_column: sa.Column[Any], inspected_default: str | None,
+                           metadata_default: Any, rendered_metadata_default: str | None) -> bool | None:
+    """Alembic's comparison, except that MySQL's spellings of "now" are one default, not two."""
+    if context.dialect.name in ("mysql", "mariadb") and inspected_default and rendered_metadata_default:
+        inspected = _NOW.fullmatch(inspected_default.strip().lower())
+        rendered = _NOW.fullmatch(rendered_metadata_default.strip().lower())
+        if inspected and rendered and (inspected.group(1) or "") == (rendered.group(1) or ""):
+            return False
+    return None  # Alembic's own comparison decides
+
+
+def written_for_another_database(exc: BaseException, revision: ModuleType | None) -> str | None:
+    """The upgrade hint for a revision that fails on SQLite because it is written for another database."""
+    match = _FOREIGN.search(str(exc))
+    if match is None:
+        return None
+    used = _dialects_in(revision)
+    if match["type"]:
+        what = f"the type {match['type']}"
+        used = [d for d in used if hasattr(_dialect_module(d), match["type"])] or [
+            d for d in ("postgresql", "mysql") if hasattr(_dialect_module(d), match["type"])] or used
+    elif match["function"]:
+        what = f"the function {match['function']}()"
+        used = used or [d for d in [_FUNCTIONS.get(match["function"].lower())] if d]
+    elif match["cast"]:
+        what = "`::` casts"
+        used = ["postgresql"]
+    elif used:  # a plain syntax error is only blamed on the dialect a revision visibly uses
+        what = f"the SQL near {match['near']!r}"
+    else:
+        return None
+    database = " or ".join(_NAMES.get(d, d) for d in used) or "another database"
+    url = _EXAMPLE_URLS.get(used[0] if used else "", "postgresql://USER@HOST:5432/")
+    server = f"a {database} server" if used else "a server of the type you deploy on"
+    return (f"this revision needs {database}: SQLite cannot run {what}. Run migcheck against {server} "
+            f"with --db-url (e.g. --db-url {url})")
+
+
+def _dialects_in(module: ModuleType | None) -> list[str]:
+    """The dialects whose types a revision file imports (`from sqlalchemy.dialects import postgresql`)."""
+    found = set()
+    for value in vars(module).values() if module is not None else ():
+        name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", "")
+        match = re.match(r"sqlalchemy\.dialects\.(\w+)", name or "")
+        if match and match[1] != "sqlite":
+            found.add("mysql" if match[1] == "mariadb" else match[1])
+    return sorted(found)
+
+
+def _dialect_module(name: str) -> ModuleType:
+    return importlib.import_module(f"sqlalchemy.dialects.{name}")

@@ -1,0 +1,354 @@
+"""--db-url: the checks on real PostgreSQL and MariaDB servers, in scratch databases that go away.
+
+Every run records which databases migcheck pointed the app at (servers.RECORDER), and the test
+checks that exactly those are gone afterwards: other tests create their own in parallel.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Project, Result
+from servers import RECORDER, Server, recorded
+
+USER_MODEL = "sample_app/models/user.py"
+COMMENTS = "e9e549eb0d5f"
+
+
+def copy_fixture(name: str, tmp_path: Path) -> Project:
+    shutil.copytree(ROOT / "tests" / "fixtures" / name, tmp_path,
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    return Project(tmp_path)
+
+
+def record_module_app(project: Project, relpath: str = "sample_app/__init__.py") -> None:
+    project.append(relpath, RECORDER + "\n_record_scratch_databases(app)\n")
+
+
+def record_factory_app(project: Project, relpath: str) -> None:
+    project.edit(relpath, "\n    return app\n", "\n    _record_scratch_databases(app)\n    return app\n")
+    project.append(relpath, RECORDER)
+
+
+def run_on(server: Server, project: Project, *args: str, app: str = "sample_app:app",
+           env: dict[str, str] | None = None, db_url: str | None = None) -> Result:
+    env = {"SCRATCH_RECORD": str(project.path / "scratch.txt"), **(env or {})}
+    return project.run("--db-url", db_url or server.url, *args,
+                       app=app, env=env)
+
+
+def assert_dropped(server: Server, project: Project, binds: tuple[str, ...] = ("default",)) -> None:
+    names = recorded(project.path / "scratch.txt")
+    assert {name.rsplit("_", 1)[-1] for name in names} == set(binds), names
+    assert all(re.fullmatch(r"migcheck_[0-9a-f]{8}_\w+", name) for name in names), names
+    left = set(names) & server.databases()
+    assert not left, f"migcheck left its scratch databases behind: {left}"
+
+
+def test_sample_app_passes_and_leaves_no_database(server: Server, project: Project) -> None:
+    record_module_app(project)
+    result = run_on(server, project)
+    assert result.code == 0, result.output
+    assert "no problems" in result.out
+    assert "warning" not in result.out  # the SQLite blind spots are not reported on a server
+    assert_dropped(server, project)
+
+
+def test_drift_is_caught_and_databases_dropped(server: Server, project: Project) -> None:
+    record_module_app(project)
+    project.edit(USER_MODEL, "    bio = db.Column(db.Text)\n",
+                 "    bio = db.Column(db.Text)\n    age = db.Column(db.Integer)\n")
+    result = project.run(env={
+        "MIGCHECK_DATABASE_URL": server.url, "SCRATCH_RECORD": str(project.path / "scratch.txt")})
+    assert result.code == 1, result.output
+    assert (f"{USER_MODEL}:{project.line_of(USER_MODEL, 'age =')}: drift: column `user.age` is in the "
+            "model but no migration creates it") in result.out
+    assert_dropped(server, project)
+
+
+def test_upgrade_failure_names_statement_and_server_error(server: Server, project: Project) -> None:
+    record_module_app(project)
+    revision = project.revision_file(COMMENTS)
+    project.edit(revision, "def upgrade():\n",
+                 'def upgrade():\n    op.execute("UPDATE post SET no_such_column = 1")\n')
+    result = run_on(server, project)
+    assert result.code == 1, result.output
+    error = ('UndefinedColumn: column "no_such_column" of relation "post" does not exist'
+             if server.name == "postgresql" else "OperationalError: (1054, \"Unknown column 'no_such_column'")
+    assert (f"{revision}:{project.line_of(revision, 'no_such_column')}: upgrade: upgrade to `{COMMENTS}` "
+            f"(add comments) failed: {error}") in result.out
+    assert "    UPDATE post SET no_such_column = 1\n" in result.out
+    assert_dropped(server, project)
+
+
+def test_postgres_transaction_does_not_hide_the_failing_statement(postgres: Server,
+                                                                  project: Project) -> None:
+    # The migration swallows the error; PostgreSQL then refuses every later statement with "current
+    # transaction is aborted", which names an innocent CREATE TABLE. The finding names the real one.
+    revision = project.revision_file(COMMENTS)
+    project.edit(revision, "def upgrade():\n", "def upgrade():\n    try:\n"
+                 "        op.execute(\"UPDATE post SET view_count = 'many'\")\n"
+                 "    except Exception:\n        pass\n")
+    result = run_on(postgres, project)
+    assert result.code == 1, result.output
+    assert (f"{revision}:{project.line_of(revision, 'many')}: upgrade: upgrade to `{COMMENTS}` (add "
+            "comments) failed: InvalidTextRepresentation: invalid input syntax for type integer: "
+            "\"many\" (that error was caught") in result.out
+    assert "    UPDATE post SET view_count = 'many'\n" in result.out
+    assert "InFailedSqlTransaction" not in result.out
+    assert "begin_nested" in result.out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_drops_its_databases(server: Server, project: Project, signum: int) -> None:
+    record_module_app(project)
+    ready = project.path / "ready"
+    revision = project.revision_file(COMMENTS)
+    project.edit(revision, "def upgrade():\n",
+                 "def upgrade():\n    import pathlib, time\n"
+                 f"    pathlib.Path({str(ready)!r}).write_text('x')\n    time.sleep(60)\n")
+    command = [sys.executable, "-m", "migcheck", "--app=sample_app:app", "--db-url", server.url]
+    process = subprocess.Popen(
+        command, cwd=project.path, env=project.env({"SCRATCH_RECORD": str(project.path / "scratch.txt")}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the migration never started"
+            time.sleep(0.05)
+        assert recorded(project.path / "scratch.txt")[0] in server.databases()  # it exists mid-run
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[signum], out + err
+    assert_dropped(server, project)
+
+
+def test_given_empty_database_is_used_and_emptied(server: Server, project: Project) -> None:
+    with server.database() as name:
+        result = run_on(server, project, db_url=server.url + name)
+        assert result.code == 0, result.output
+        assert "no problems" in result.out
+        assert server.tables(name) == []
+        assert name in server.databases()  # given, so not dropped
+
+
+def test_given_database_with_tables_is_refused(server: Server, project: Project) -> None:
+    with server.database() as name:
+        server.execute("CREATE TABLE keep_me (id INTEGER)", database=name)
+        result = run_on(server, project, db_url=server.url + name)
+        assert result.code == 2, result.output
+        assert (f"migcheck: error: --db-url names the database '{name}', which already holds tables "
+                "(keep_me)") in result.err
+        assert server.tables(name) == ["keep_me"]
+
+
+def test_missing_privilege_says_what_to_grant(server: Server, project: Project) -> None:
+    user = f"mc_test_{secrets.token_hex(4)}"
+    url = server.with_(username=user)
+    if server.name == "postgresql":
+        server.execute(f'CREATE ROLE "{user}" LOGIN')
+        grant, cleanup = f'ALTER ROLE "{user}" CREATEDB;', f'DROP ROLE "{user}"'
+    else:
+        server.execute(f"CREATE USER '{user}'@'%'")
+        grant = f"GRANT ALL PRIVILEGES ON `migcheck\\_%`.* TO '{user}'@'%';"
+        cleanup = f"DROP USER '{user}'@'%'"
+    try:
+        record_module_app(project)
+        result = run_on(server, project, db_url=url)
+        assert result.code == 2, result.output
+        assert "cannot create the scratch database" in result.err
+        assert f"Let the user create databases ({grant})" in result.err
+        assert "Traceback" not in result.err
+        server.execute(grant)  # exactly what the message says is enough
+        result = run_on(server, project, db_url=url)
+        assert result.code == 0, result.output
+        assert_dropped(server, project)
+    finally:
+        server.execute(cleanup)
+
+
+def test_server_guard_refuses_the_other_databases(server: Server, project: Project) -> None:
+    record_module_app(project)
+    other = server.with_(database="postgres" if server.name == "postgresql" else "mysql")
+    project.append("sample_app/__init__.py",
+                   f"\nimport sqlalchemy\nsqlalchemy.create_engine({other!r}).connect()\n")
+    result = run_on(server, project)
+    assert result.code == 2, result.output
+    target = "postgres" if server.name == "postgresql" else "mysql"
+    assert f"Refused a connection to the {server.name} database '{target}'" in result.err
+    assert_dropped(server, project)
+
+
+def test_one_database_per_bind(server: Server, tmp_path: Path) -> None:
+    shop = copy_fixture("multibind", tmp_path)
+    record_factory_app(shop, "shop/__init__.py")
+    result = run_on(server, shop, app="shop:create_app()")
+    assert result.code == 0, result.output
+    assert_dropped(server, shop, binds=("default", "audit"))
+
+
+@pytest.mark.parametrize(("url", "module", "extra"), [
+    ("postgresql://postgres@127.0.0.1:5432/", "psycopg", "postgres"),
+    ("mysql://root@127.0.0.1:3306/", "pymysql", "mysql"),
+])
+def test_missing_driver_names_the_extra(project: Project, url: str, module: str, extra: str) -> None:
+    blocked = project.path / "blocked" / module
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
+    result = project.run("--db-url", url, env={"PYTHONPATH": str(blocked.parent)})
+    assert result.code == 2, result.output
+    assert result.err == (f"migcheck: error: --db-url needs the {module} driver, which is not installed "
+                          f"({module} is not installed here): pip install \"migcheck[{extra}]\"\n")
+
+
+def test_sqlite_url_is_not_a_server(project: Project) -> None:
+    result = project.run("--db-url", f"sqlite:///{project.path / 'x.sqlite'}")
+    assert result.code == 2, result.output
+    assert "give a PostgreSQL or MySQL/MariaDB server URL" in result.err
+
+
+def test_pg_app_needs_postgres_on_sqlite(tmp_path: Path) -> None:
+    pg_app = copy_fixture("pg_app", tmp_path)
+    revision = pg_app.revision_file("517ee0dd3017")
+    result = pg_app.run(app="pg_app:create_app()")
+    assert result.code == 1, result.output
+    assert (f"{revision}:{pg_app.line_of(revision, 'op.create_table')}: upgrade: upgrade to `517ee0dd3017` "
+            "(create documents) failed: OperationalError: unrecognized token: \":\"") in result.out
+    assert ("fix: this revision needs PostgreSQL: SQLite cannot run `::` casts. Run migcheck against a "
+            "PostgreSQL server with --db-url") in result.out
+
+
+def test_pg_app_type_needs_postgres_on_sqlite(tmp_path: Path) -> None:
+    pg_app = copy_fixture("pg_app", tmp_path)
+    first = pg_app.revision_file("517ee0dd3017")
+    pg_app.edit(first, ", server_default=sa.text(\"'{}'::jsonb\")", "")
+    revision = pg_app.revision_file("dd0be5576e27")
+    result = pg_app.run(app="pg_app:create_app()")
+    assert result.code == 1, result.output
+    assert f"{revision}:{pg_app.line_of(revision, 'with op.batch_alter_table')}: upgrade:" in result.out
+    assert "can't render element of type ARRAY" in result.out
+    assert "fix: this revision needs PostgreSQL: SQLite cannot run the type ARRAY." in result.out
+
+
+def test_pg_app_passes_on_postgres(postgres: Server, tmp_path: Path) -> None:
+    pg_app = copy_fixture("pg_app", tmp_path)
+    record_factory_app(pg_app, "pg_app/__init__.py")
+    result = run_on(postgres, pg_app, app="pg_app:create_app()")
+    assert result.code == 0, result.output
+    assert "no problems" in result.out
+    assert "warning" not in result.out
+    assert_dropped(postgres, pg_app)
+
+
+# A revision that creates `user.role` and `user.last_seen` as the model had them before the edit below.
+ROLE_REVISION = '''"""add user role and last seen
+
+Revision ID: 5e1ec7ed0001
+Revises: e9e549eb0d5f
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '5e1ec7ed0001'
+down_revision = 'e9e549eb0d5f'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    sa.Enum('reader', 'writer', name='user_role').create(op.get_bind(), checkfirst=True)
+    with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('role', sa.Enum('reader', 'writer', name='user_role'), nullable=True))
+        batch_op.add_column(sa.Column('last_seen', sa.DateTime(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.drop_column('last_seen')
+        batch_op.drop_column('role')
+    sa.Enum(name='user_role').drop(op.get_bind(), checkfirst=True)
+'''
+
+
+def _blind_spots(project: Project) -> None:
+    """Model changes SQLite cannot see: an Enum member, a time zone, a comment, a CHECK constraint."""
+    project.write("migrations/versions/5e1ec7ed0001_add_user_role_and_last_seen.py", ROLE_REVISION)
+    project.edit(USER_MODEL, '    __tablename__ = "user"\n', '    __tablename__ = "user"\n'
+                 '    __table_args__ = (db.CheckConstraint("length(username) > 2", name="long_enough"),)\n')
+    project.edit(USER_MODEL, "    bio = db.Column(db.Text)\n",
+                 '    bio = db.Column(db.Text, comment="shown on the profile")\n'
+                 '    role = db.Column(db.Enum("reader", "editor", name="user_role"))\n'
+                 "    last_seen = db.Column(db.DateTime(timezone=True))\n")
+
+
+def test_sqlite_blind_spots_are_warnings(project: Project) -> None:
+    _blind_spots(project)
+    result = project.run()
+    assert result.code == 0, result.output
+    line = lambda needle: f"{USER_MODEL}:{project.line_of(USER_MODEL, needle)}: drift: warning: "  # noqa: E731
+    verify = "so migcheck on SQLite cannot tell whether the migrations match; verify with --db-url on your " \
+             "production database"
+    expected = [
+        line("class User") + "CHECK constraint `ck_user_long_enough` on `user` (length(username) > 2): "
+        "Alembic does not compare CHECK constraints, and SQLite does not run their SQL as your database "
+        f"does, {verify}",
+        line("bio =") + f"column `user.bio` has a comment: SQLite keeps no comments, {verify}",
+        line("role =") + "column `user.role` is an Enum (reader, editor): SQLite stores it as VARCHAR, where "
+        f"changed members go unseen, {verify}",
+        line("last_seen =") + "column `user.last_seen` is a time-zone-aware DateTime: SQLite has no time "
+        f"zone type, {verify}",
+    ]
+    for message in expected:
+        assert result.out.count(message) == 1, (message, result.out)
+    assert result.out.count("drift: warning:") == len(expected)
+    assert "migcheck: no problems (4 warnings)" in result.out
+
+
+def test_sqlite_blind_spots_are_checked_on_servers(server: Server, project: Project) -> None:
+    _blind_spots(project)
+    result = run_on(server, project)
+    assert result.code == 1, result.output
+    assert "warning" not in result.out
+    at = lambda needle: f"{USER_MODEL}:{project.line_of(USER_MODEL, needle)}: drift: "  # noqa: E731
+    assert (at("bio =") + "comment of column `user.bio` differs: the migrations give none, the model says "
+            "'shown on the profile'") in result.out
+    if server.name == "postgresql":
+        assert (at("last_seen =") + "type of column `user.last_seen` differs: the migrations give TIMESTAMP "
+                "WITHOUT TIME ZONE, the model says TIMESTAMP WITH TIME ZONE") in result.out
+    else:  # MySQL has no time zone type, but it compares ENUM members
+        assert (at("role =") + "type of column `user.role` differs: the migrations give "
+                "ENUM('reader','writer'), the model says ENUM('reader','editor')") in result.out
+
+
+def test_unreachable_server_is_a_usage_error_without_the_password(project: Project) -> None:
+    result = project.run(env={"MIGCHECK_DATABASE_URL": "postgresql://postgres:s3cret@127.0.0.1:1/"})
+    assert result.code == 2, result.output
+    assert result.err.startswith("migcheck: error: --db-url: cannot connect to "
+                                 "postgresql+psycopg://postgres:***@127.0.0.1:1/ as postgres: ")
+    assert "s3cret" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_roundtrip_failure_is_caught_and_databases_dropped(server: Server, project: Project) -> None:
+    record_module_app(project)
+    path = project.revision_file("428a6cc61e6a")
+    text = project.read(path)
+    project.write(path, text[: text.index("def downgrade")] + "def downgrade():\n    pass\n")
+    result = run_on(server, project, "--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert (f"{path}:{project.line_of(path, 'def downgrade')}: roundtrip: downgrade of `428a6cc61e6a` "
+            "leaves column `post.view_count` behind") in result.out
+    assert "leaves column `user.bio` behind" in result.out
+    assert_dropped(server, project)
