@@ -49,11 +49,13 @@ def _summary(run: Run, paint: object) -> str:
     assert callable(paint)
     counts = Counter(f.severity for f in run.findings)
     problems = counts["fatal"] + counts["error"]
-    what = f"{run.app}, {run.revisions} revision{'s' if run.revisions != 1 else ''}, " \
+    cached = f" ({run.cached} from cache)" if run.cached else ""
+    what = f"{run.app}, {run.revisions} revision{'s' if run.revisions != 1 else ''}{cached}, " \
            f"checks: {', '.join(run.checks)}"
     parts = [f"{problems} error{'s' if problems != 1 else ''}"]
     parts += [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("warning",) if counts[s]]
     parts += [f"{counts['info']} info"] if counts["info"] else []
+    parts += [f"{sum(run.suppressed.values())} suppressed"] if run.suppressed else []
     verdict = paint(", ".join(parts), "error") if problems else paint("no problems", "ok")
     if not problems and len(parts) > 1:
         verdict += " (" + ", ".join(parts[1:]) + ")"

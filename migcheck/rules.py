@@ -1,0 +1,161 @@
+"""Every rule id a check can emit, with what it means and how to fix it.
+
+Rule ids are stable: configs, inline ignores, baselines and code scanning alerts refer to them.
+A new kind of finding gets a new entry here (tests/test_reports.py fails for a rule id in the code
+that is missing here); the README's rule table lists the same ids.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import NamedTuple
+
+from migcheck.findings import Severity
+
+
+class Rule(NamedTuple):
+    id: str
+    check: str
+    severity: Severity  # the severity its findings have
+    summary: str  # what a finding means
+    fix: str  # what to do about it
+
+
+_DRIFT_FIX = "Generate a revision with `flask db migrate`, review and commit it (or fix the model)."
+_DRIFT_REMOVED_FIX = ("Removed on purpose: generate the drop with `flask db migrate`. Still a model: "
+                      "make the app import its module. Managed outside the migrations: ignore it.")
+_SQLITE_FIX = "Run migcheck with --db-url on the database type you deploy on, e.g. in CI."
+
+_RULES = (
+    Rule("graph-duplicate-revision", "graph", "error",
+         "Two revision files use the same revision id; Alembic silently keeps only one of them.",
+         "Give one of them a new id and point its children's down_revision at it."),
+    Rule("graph-missing-revision", "graph", "fatal",
+         "A revision's down_revision names a revision that does not exist, so the history cannot "
+         "be read.",
+         "Restore the missing revision file, or point down_revision at an existing revision."),
+    Rule("graph-cycle", "graph", "fatal",
+         "The down_revision links form a loop, so the history cannot be read.",
+         "Make the down_revision that closes the loop point at an older revision."),
+    Rule("graph-multiple-heads", "graph", "error",
+         "The history has more than one head (without branch labels): `flask db upgrade` refuses "
+         "to run.",
+         'Merge the heads with `flask db merge heads -m "merge heads"` and commit the new revision.'),
+    Rule("app-created-tables", "upgrade", "info",
+         "The app created tables while it loaded (e.g. `db.create_all()` in the factory); they went "
+         "to migcheck's scratch database, which was emptied before the checks.",
+         "Nothing to do for migcheck; consider creating tables only through migrations."),
+    Rule("upgrade-env-failed", "upgrade", "error",
+         "The migrations' env.py raised before any migration ran.",
+         "Fix env.py; `flask db upgrade` fails the same way."),
+    Rule("upgrade-failed", "upgrade", "error",
+         "A revision's upgrade() raised while upgrading an empty database from base to head.",
+         "Fix the revision so that `flask db upgrade` runs from an empty database (on SQLite, "
+         "wrap ALTERs in `op.batch_alter_table`)."),
+    Rule("drift-skipped", "drift", "info",
+         "The drift check did not run because the upgrade to head failed.",
+         "Fix the upgrade failure reported with it."),
+    Rule("drift-add-table", "drift", "error",
+         "A model's table is not created by any migration.", _DRIFT_FIX),
+    Rule("drift-remove-table", "drift", "error",
+         "The migrations create a table that no model defines.", _DRIFT_REMOVED_FIX),
+    Rule("drift-add-column", "drift", "error",
+         "A model's column is not created by any migration.", _DRIFT_FIX),
+    Rule("drift-remove-column", "drift", "error",
+         "The migrations create a column that the model does not have.", _DRIFT_REMOVED_FIX),
+    Rule("drift-modify-type", "drift", "error",
+         "A column's type in the migrations differs from the model's.", _DRIFT_FIX),
+    Rule("drift-modify-nullable", "drift", "error",
+         "A column is NULL/NOT NULL in the migrations but the other way in the model.", _DRIFT_FIX),
+    Rule("drift-modify-default", "drift", "error",
+         "A column's server default in the migrations differs from the model's "
+         "(`--no-server-defaults` turns this comparison off).", _DRIFT_FIX),
+    Rule("drift-modify-comment", "drift", "error",
+         "A column's comment in the migrations differs from the model's.", _DRIFT_FIX),
+    Rule("drift-add-table-comment", "drift", "error",
+         "A table's comment in the model is not set by the migrations.", _DRIFT_FIX),
+    Rule("drift-remove-table-comment", "drift", "error",
+         "The migrations set a table comment that the model does not have.", _DRIFT_FIX),
+    Rule("drift-add-index", "drift", "error",
+         "A model's index is not created by any migration.", _DRIFT_FIX),
+    Rule("drift-remove-index", "drift", "error",
+         "The migrations create an index that the model does not have.", _DRIFT_REMOVED_FIX),
+    Rule("drift-add-constraint", "drift", "error",
+         "A model's unique or check constraint is not created by any migration.", _DRIFT_FIX),
+    Rule("drift-remove-constraint", "drift", "error",
+         "The migrations create a unique or check constraint that the model does not have.",
+         _DRIFT_REMOVED_FIX),
+    Rule("drift-add-fk", "drift", "error",
+         "A model's foreign key is not created by any migration.", _DRIFT_FIX),
+    Rule("drift-remove-fk", "drift", "error",
+         "The migrations create a foreign key that the model does not have.", _DRIFT_REMOVED_FIX),
+    Rule("drift-sqlite-comment", "drift", "warning",
+         "A table or column has a comment, which a SQLite scratch database cannot keep, so its "
+         "migration is not verified.", _SQLITE_FIX),
+    Rule("drift-sqlite-timezone", "drift", "warning",
+         "A column is a time-zone-aware DateTime, which SQLite cannot store, so its migration is not "
+         "verified.", _SQLITE_FIX),
+    Rule("drift-sqlite-enum", "drift", "warning",
+         "A column is an Enum, which SQLite stores as VARCHAR, so changed members go unseen.",
+         _SQLITE_FIX),
+    Rule("drift-sqlite-check", "drift", "warning",
+         "A model has a CHECK constraint: Alembic does not compare them, and SQLite does not run "
+         "their SQL as your database does.",
+         _SQLITE_FIX),
+    Rule("imports-model-not-imported", "imports", "error",
+         "A model class is defined in a module the app does not import when it loads, so "
+         "autogenerate (`flask db migrate` / `flask db check`) cannot see it.",
+         "Import the module where the app loads its models (e.g. in the models package's "
+         "`__init__.py`), then compare it with the migrations."),
+    Rule("imports-table-not-imported", "imports", "error",
+         "A `db.Table(...)` is defined in a module the app does not import when it loads, so "
+         "autogenerate cannot see it.",
+         "Import the module where the app loads its models, then compare it with the migrations."),
+    Rule("imports-failed", "imports", "warning",
+         "A module that looks like it defines models could not be imported to look for models the "
+         "app does not import.",
+         "Fix the error; if the module is not meant to be imported, the warning is all it costs."),
+    Rule("imports-other-metadata", "imports", "info",
+         "A module defines models on a declarative base the app's db does not use; migcheck does "
+         "not check them.",
+         "If they belong in the app's database, derive them from db.Model."),
+    Rule("roundtrip-downgrade-leaves", "roundtrip", "error",
+         "A revision's downgrade() leaves behind something its upgrade() created.",
+         "Make downgrade() undo exactly what upgrade() does, or mark the revision "
+         "`# migcheck: irreversible`."),
+    Rule("roundtrip-downgrade-drops", "roundtrip", "error",
+         "A revision's downgrade() drops something its upgrade() did not create.",
+         "Make downgrade() undo exactly what upgrade() does."),
+    Rule("roundtrip-downgrade-changes", "roundtrip", "error",
+         "A revision's downgrade() does not restore a column or constraint as it was before.",
+         "Make downgrade() restore the previous definition."),
+    Rule("roundtrip-downgrade-failed", "roundtrip", "error",
+         "A revision's downgrade() raises.",
+         "Write a downgrade() that undoes upgrade(), or mark the revision "
+         "`# migcheck: irreversible` if it cannot be undone."),
+    Rule("roundtrip-reupgrade-failed", "roundtrip", "error",
+         "Upgrading a revision again after its downgrade fails.",
+         "The downgrade leaves something behind that upgrade() then trips over: remove it in "
+         "downgrade()."),
+    Rule("roundtrip-reupgrade-differs", "roundtrip", "error",
+         "Upgrading a revision again after its downgrade gives a different schema.",
+         "Make downgrade() remove everything upgrade() creates, so upgrade() runs the same way "
+         "twice."),
+    Rule("roundtrip-irreversible", "roundtrip", "info",
+         "A revision is marked `# migcheck: irreversible`: its downgrade and the older ones are not "
+         "tested.",
+         "Nothing to do; remove the marker once the downgrade works."),
+)
+
+RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}
+
+
+def lookup(rule_id: str, check: str) -> Rule:
+    """The registered rule, or a plain description for an id this registry does not know yet."""
+    return RULES.get(rule_id) or Rule(rule_id, check, "error", f"A `{check}` finding.",
+                                      "See the finding's message.")
+
+
+def matching(pattern: str) -> list[str]:
+    """The registered rule ids a pattern names: an id, or a glob such as `drift-*`."""
+    return [rule_id for rule_id in RULES if fnmatchcase(rule_id, pattern)]
