@@ -1,0 +1,61 @@
+"""The command line: check selection, colour, and a start-up that imports nothing heavy."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, Project
+
+from migcheck import __version__
+
+ANSI = "\033["
+
+
+def test_select_and_skip(project: Project) -> None:
+    project.edit("sample_app/models/user.py", "    bio = db.Column(db.Text)\n",
+                 "    bio = db.Column(db.Text)\n    age = db.Column(db.Integer)\n")
+    result = project.run("--select", "graph")
+    assert result.code == 0, result.output
+    assert "checks: graph)" in result.out
+
+    result = project.run("--skip", "drift")
+    assert result.code == 0, result.output
+    assert "drift" not in result.out
+
+    result = project.run("--select", "upgrade,drift")
+    assert result.code == 1, result.output
+    assert "drift: column `user.age` is in the model but no migration creates it" in result.out
+    assert "checks: upgrade, drift)" in result.out
+
+
+def test_unknown_check_is_a_usage_error(project: Project) -> None:
+    result = project.run("--select", "graph,drfit")
+    assert result.code == 2, result.output
+    assert "migcheck: error: --select: unknown check drfit (choose from graph, upgrade, drift" in result.err
+
+
+@pytest.mark.parametrize(("args", "env", "colored"), [
+    (["--color", "always"], {}, True),
+    ([], {"FORCE_COLOR": "1"}, True),
+    ([], {"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),  # NO_COLOR wins
+    ([], {}, False),  # not a terminal
+])
+def test_color(project: Project, args: list[str], env: dict[str, str], colored: bool) -> None:
+    env = {"NO_COLOR": "", **env}
+    result = project.run("--select", "graph", *args, env=env)
+    assert result.code == 0, result.output
+    assert (ANSI in result.out) is colored, result.out
+    assert "no problems" in result.out
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_no_flask_or_sqlalchemy(flag: str) -> None:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "migcheck", flag], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ("usage: migcheck" in done.stdout) if flag == "--help" else (
+        done.stdout == f"migcheck {__version__}\n")
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "argparse" in imported  # the import log is there
+    assert not imported & {"flask", "sqlalchemy", "alembic", "flask_sqlalchemy", "flask_migrate"}
