@@ -38,8 +38,6 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('comment', schema=None) as batch_op:
-        batch_op.drop_index('ix_comment_post_id_created_at')
-        batch_op.drop_index(batch_op.f('ix_comment_author_id'))
-
+    # Dropping the table drops its indexes. Dropping them first, as autogenerate writes it, fails on
+    # MySQL/MariaDB: the foreign keys on post_id and author_id need those indexes.
     op.drop_table('comment')
