@@ -26,8 +26,11 @@ def load_app(import_path: str | None) -> Flask:
     import_path = import_path or os.environ.get("FLASK_APP") or None
     try:
         return ScriptInfo(app_import_path=import_path, set_debug_flag=False).load_app()
-    except UsageError:
-        raise
+    except UsageError as exc:  # e.g. the app connects to its configured database: say where
+        where = user_location(exc)
+        if where is None:
+            raise
+        raise UsageError(f"{exc} It happens at {where[0]}:{where[1]}.") from exc
     except NoAppException as exc:
         raise _load_error(import_path, exc.__context__ or exc, str(exc)) from exc
     except Exception as exc:
@@ -40,8 +43,10 @@ def _load_error(import_path: str | None, exc: BaseException, flask_message: str 
     if where is None and flask_message is not None:
         # Not found (no module, no attribute, nothing to auto-detect): Flask's message says it.
         message = flask_message.split("\n\n")[0].replace("'flask --app'", "'migcheck --app'")
-        return UsageError(f"{message} Point migcheck at your app with --app, e.g. "
-                          "--app 'yourpkg:create_app()', or set FLASK_APP.")
+        if "--app" not in message:
+            message += (" Point migcheck at your app with --app, e.g. --app 'yourpkg:create_app()', "
+                        "or set FLASK_APP.")
+        return UsageError(message)
     error = f"{type(exc).__name__}: {exc}".strip()
     at = f" at {where[0]}:{where[1]}" if where else ""
     return UsageError(f"Could not load {what!r}: {error}{at}. Fix the error in your code "

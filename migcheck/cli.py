@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
+import time
 import traceback
+from collections import Counter
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from migcheck import __version__
 from migcheck.checks import CHECKS
 from migcheck.errors import UsageError
+from migcheck.report import FORMATS
+
+if TYPE_CHECKING:
+    from migcheck.runner import Run
+    from migcheck.suppress import Ignore, Key
 
 EXIT_CODES = """\
 exit codes:
@@ -20,6 +29,10 @@ exit codes:
   1  problems found
   2  migcheck could not check: bad usage, the app does not load, or the revision
      history cannot be read (broken revision file, cycle, missing revision)
+
+Options can also be set in pyproject.toml under [tool.migcheck] (the option names
+with underscores: app, directory, select, skip, format, ignore, baseline, ...);
+options given here override them.
 """
 
 
@@ -40,11 +53,35 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"run only these checks (repeat or comma-separate): {', '.join(CHECKS)}")
     parser.add_argument("--skip", metavar="CHECK", action="append", default=[],
                         help="do not run these checks")
+    parser.add_argument("--source", metavar="DIR", action="append", default=[],
+                        help="also search DIR for models the app does not import (repeatable; the "
+                             "app's package is always searched)")
+    parser.add_argument("--db-url", metavar="URL",
+                        help="run the checks in scratch databases that migcheck creates (and drops) "
+                             "on this PostgreSQL or MySQL/MariaDB server, e.g. "
+                             "postgresql://postgres@localhost:5432/ (default: MIGCHECK_DATABASE_URL, then "
+                             "db_url in [tool.migcheck]; else SQLite)")
     parser.add_argument("--no-server-defaults", action="store_true",
                         help="do not compare server defaults in the drift check")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                        help="colour the report (auto: on a terminal, honouring NO_COLOR and "
-                             "FORCE_COLOR)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="start from an empty database instead of the migrated one an earlier run "
+                             "kept (in MIGCHECK_CACHE_DIR, default ~/.cache/migcheck)")
+    parser.add_argument("--color", choices=("auto", "always", "never"),
+                        help="colour the report (auto, the default: on a terminal, honouring NO_COLOR "
+                             "and FORCE_COLOR)")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="the report format (default: text); json, junit and sarif are for "
+                             "machines, github prints workflow annotations")
+    parser.add_argument("--output", metavar="FILE",
+                        help="write the report to FILE; the text report still goes to stdout")
+    parser.add_argument("--ignore", metavar="RULE[:OBJECT]", action="append", default=[],
+                        help="leave out findings of RULE (a rule id or glob such as 'drift-*'), only "
+                             "those about OBJECT (a table, table.column or revision id) if given; "
+                             "repeatable")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="report only findings that are not in this baseline file")
+    parser.add_argument("--write-baseline", metavar="FILE",
+                        help="record today's findings in FILE, for --baseline FILE")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show full tracebacks for errors")
     parser.add_argument("--version", action="version", version=f"migcheck {__version__}")
@@ -74,20 +111,34 @@ def _terminate(signum: int, frame: object) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()  # the reported time includes importing the app and the libraries
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        _apply_config(args)
+    except UsageError as exc:
+        _explain(str(exc), exc, args.verbose)
+        return UsageError.exit_code
     selected = _check_names(args.select, "--select", parser) or set(CHECKS)
     checks = tuple(c for c in CHECKS if c in selected - _check_names(args.skip, "--skip", parser))
     if not checks:
         parser.error("--select/--skip leave no check to run")
+    for directory in args.source:
+        if not os.path.isdir(directory):
+            parser.error(f"--source {directory}: no such directory")
+    ignores = _ignores(args.ignore, parser)
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        from migcheck import suppress
         from migcheck.project import Options
-        from migcheck.report import text
         from migcheck.runner import run
 
+        baseline = suppress.read_baseline(Path(args.baseline)) if args.baseline else None
         result = run(args.app, args.directory, checks,
-                     Options(compare_server_default=not args.no_server_defaults))
+                     Options(compare_server_default=not args.no_server_defaults,
+                             db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
+                             sources=tuple(args.source), cache=not args.no_cache))
+        result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)
         return UsageError.exit_code
@@ -98,10 +149,99 @@ def main(argv: Sequence[str] | None = None) -> int:
         _explain(f"unexpected {type(exc).__name__}: {exc}. Please report this with the output "
                  "of --verbose.", exc, args.verbose)
         return 2
-    print(text.render(result, use_color(args.color, sys.stdout)))
+    try:
+        return _report(result, args, ignores, baseline)
+    except UsageError as exc:
+        _explain(str(exc), exc, args.verbose)
+        return UsageError.exit_code
+
+
+def _apply_config(args: argparse.Namespace) -> None:
+    """Fill in the options not given on the command line from [tool.migcheck]."""
+    from migcheck import config
+
+    for key, value in config.load().values.items():
+        if key == "db_url" and os.environ.get("MIGCHECK_DATABASE_URL"):
+            continue  # the environment is more specific than the project's file
+        if getattr(args, key) in (None, [], False):
+            setattr(args, key, value)
+
+
+def _ignores(patterns: list[str], parser: argparse.ArgumentParser) -> list[Ignore]:
+    from migcheck.suppress import parse_ignore
+
+    try:
+        return [parse_ignore(pattern) for pattern in patterns]
+    except ValueError as exc:
+        parser.error(f"--ignore: {exc}")
+
+
+def _report(result: Run, args: argparse.Namespace, ignores: list[Ignore],
+            baseline: Counter[Key] | None) -> int:
+    """Suppression, then the report in the chosen format, then the exit code."""
     from migcheck.findings import exit_code
 
+    result = _suppress(result, args, ignores, baseline)
+    try:
+        _print(result, args)
+    except BrokenPipeError:  # the reader left early (`migcheck | head`): the verdict still stands
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return exit_code(result.findings)
+
+
+def _suppress(result: Run, args: argparse.Namespace, ignores: list[Ignore],
+              baseline: Counter[Key] | None) -> Run:
+    from migcheck import suppress
+
+    result = suppress.apply(result, ignores)
+    baseline_path = Path(args.baseline) if args.baseline else None
+    if args.write_baseline:
+        if any(f.severity == "fatal" for f in result.findings):
+            print(f"migcheck: not writing {args.write_baseline}: the checks did not complete",
+                  file=sys.stderr)
+        else:  # record what is left, then report as a run with that baseline would
+            baseline_path = Path(args.write_baseline)
+            baseline = suppress.write_baseline(baseline_path, result.findings)
+            print(f"migcheck: recorded {len(result.findings)} findings in {baseline_path}",
+                  file=sys.stderr)
+    if baseline is None or baseline_path is None:
+        return result
+    return suppress.apply(result, baseline=baseline, baseline_dir=baseline_path.resolve().parent)
+
+
+def _print(result: Run, args: argparse.Namespace) -> None:
+    """The report to --output and/or stdout; inside GitHub Actions, annotations and the summary."""
+    from migcheck.report import github
+
+    form = args.format or "text"
+    in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
+    if args.output:
+        try:
+            Path(args.output).write_text(_render(form, result, False) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"Could not write the report to {args.output!r}: {exc}.") from exc
+        form = "text"  # stdout keeps the readable report
+    if form == "text" and in_actions and result.findings:
+        print(github.render(result))
+        if github.hidden(result):
+            print(f"migcheck: GitHub shows only {github.LIMIT} error and {github.LIMIT} warning "
+                  "annotations per step; every finding is in the report below and in the job summary")
+    print(_render(form, result, use_color(args.color or "auto", sys.stdout)))
+    if in_actions and os.environ.get("GITHUB_STEP_SUMMARY"):
+        try:
+            with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+                summary.write(github.summary(result))
+        except OSError as exc:
+            print(f"migcheck: could not write the job summary: {exc}", file=sys.stderr)
+
+
+def _render(form: str, result: Run, color: bool) -> str:
+    from migcheck.report import text
+
+    if form == "text":
+        return text.render(result, color)
+    module = importlib.import_module(f"migcheck.report.{form}")
+    return str(module.render(result))
 
 
 def _explain(message: str, exc: BaseException, verbose: bool) -> None:

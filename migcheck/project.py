@@ -19,6 +19,9 @@ from migcheck.scratch import Scratch
 
 class Options(NamedTuple):
     compare_server_default: bool = True
+    db_url: str | None = None  # a PostgreSQL / MySQL server for the scratch databases (else SQLite)
+    sources: tuple[str, ...] = ()  # more directories the imports check searches for models
+    cache: bool = True  # resume from the migrated database of an earlier run (see cache.py)
 
 
 class Project(NamedTuple):
@@ -53,9 +56,10 @@ def open_project(app: Flask, scratch: Scratch, directory: str | None, options: O
     path = Path(directory or migrate.directory)
     if not (path / "env.py").is_file():
         where = "--directory" if directory else "Migrate(directory=...)"
+        relative_to = "" if path.is_absolute() else f", relative to {os.getcwd()}"
         raise UsageError(
-            f"No Flask-Migrate migrations directory at {os.fspath(path)!r} (from {where}, "
-            f"relative to {os.getcwd()}): it has no env.py. Run migcheck from your project's root, "
+            f"No Flask-Migrate migrations directory at {os.fspath(path)!r} (from {where}"
+            f"{relative_to}): it has no env.py. Run migcheck from your project's root, "
             "pass --directory, or create the directory with `flask db init`."
         )
     config = migrate.migrate.get_config(os.fspath(path))
@@ -74,7 +78,8 @@ def _load_revision_files(script: ScriptDirectory) -> list[Script]:
     except Exception as exc:
         where = user_location(exc)
         at = f" in {where[0]}:{where[1]}" if where else f" in {relative(script.dir)}"
+        error = exc.msg if isinstance(exc, SyntaxError) else exc  # its str() repeats file and line
         raise UsageError(
-            f"Could not read the revision files{at}: {type(exc).__name__}: {exc}. Fix that "
+            f"Could not read the revision files{at}: {type(exc).__name__}: {error}. Fix that "
             "revision file (run with --verbose for the full traceback)."
         ) from exc

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from typing import NamedTuple
 
 from flask import Flask
 
-from migcheck.appload import load_app
-from migcheck.checks import drift, graph, upgrade
+from migcheck import cache
+from migcheck.appload import load_app, relative
+from migcheck.checks import drift, graph, imports, roundtrip, upgrade
 from migcheck.findings import Finding
 from migcheck.project import Options, Project, open_project
 from migcheck.scratch import Scratch, scratch_area
@@ -21,20 +23,25 @@ class Run(NamedTuple):
     checks: tuple[str, ...]
     findings: list[Finding]
     seconds: float
+    directory: str = ""  # the migrations directory, as the user would type it
+    suppressed: dict[str, int] = {}  # findings left out of `findings`, per reason (see suppress.py)
+    cached: int = 0  # revisions resumed from the cache instead of upgraded and round-tripped
 
 
 def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
         options: Options) -> Run:
     started = time.perf_counter()
-    with scratch_area() as scratch, warnings.catch_warnings():
+    with scratch_area(options.db_url) as scratch, warnings.catch_warnings():
         # Alembic warns about duplicate revision ids; the graph check reports them properly.
         warnings.filterwarnings("ignore", message=r"Revision \w+ is present more than once")
         app = load_app(app_path)
         with app.app_context():
             project = open_project(app, scratch, directory, options)
-            findings = _fresh_start(app, scratch) + run_checks(project, checks)
-    return Run(app.import_name, len(project.scripts), checks, findings,
-               time.perf_counter() - started)
+            started_from = _fresh_start(app, scratch)
+            checked = run_checks(project, checks)
+    return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
+               time.perf_counter() - started, relative(os.fspath(project.directory)),
+               cached=checked.cached)
 
 
 def _fresh_start(app: Flask, scratch: Scratch) -> list[Finding]:
@@ -49,19 +56,44 @@ def _fresh_start(app: Flask, scratch: Scratch) -> list[Finding]:
     ]
 
 
-def run_checks(project: Project, checks: tuple[str, ...]) -> list[Finding]:
+class Checked(NamedTuple):
+    findings: list[Finding]
+    cached: int = 0  # revisions resumed from the cache instead of walked
+
+
+def run_checks(project: Project, checks: tuple[str, ...]) -> Checked:
     findings = graph.check(project)
     if "graph" not in checks:  # still needed: nothing else can run on an unreadable history
         findings = [f for f in findings if f.severity == "fatal"]
     if any(f.severity == "fatal" for f in findings):
-        return findings
-    if "upgrade" in checks or "drift" in checks:
-        failed = upgrade.check(project)  # drift compares against the upgraded schema
-        findings += failed
-        if "drift" in checks:
-            if failed:
+        return Checked(findings)
+    cached = 0
+    if {"upgrade", "drift", "roundtrip"} & set(checks):
+        walked, cached = _walk(project, "roundtrip" in checks)
+        findings += walked
+        if "drift" in checks:  # drift compares against the upgraded schema
+            if any(f.check == "upgrade" for f in walked):
                 findings.append(Finding("drift", "drift-skipped", "info",
                                         "drift not checked: the upgrade to head failed"))
             else:
                 findings += drift.check(project)
-    return findings
+    if "imports" in checks:  # last: it imports modules, which adds their tables to the metadata
+        unimported = imports.check(project)
+        findings = imports.supersede(findings, unimported) + unimported
+    return Checked(findings, cached)
+
+
+def _walk(project: Project, round_trip: bool) -> tuple[list[Finding], int]:
+    """Upgrade to head, round-tripping every revision if asked; resumes from the cache.
+
+    Returns the findings and how many revisions the cache spared.
+    """
+    kept = cache.open_cache(project) if project.options.cache and cache.usable(project) else None
+    restored = cache.restore(kept, project, round_trip) if kept else None
+    already = restored.revisions if restored else frozenset()
+    # The round trip walks from base to head too, so it stands in for the plain upgrade.
+    walked = (restored.findings if restored else []) + (
+        roundtrip.check(project, already) if round_trip else upgrade.check(project))
+    if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
+        cache.save(kept, project, walked, round_trip)
+    return walked, len(already)

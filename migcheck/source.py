@@ -92,8 +92,8 @@ def _table_calls(path: str) -> dict[str, tuple[int, dict[str, int]]]:
         if isinstance(node, ast.Call) and _called_name(node) == "Table" and node.args:
             name = _string(node.args[0])
             if name:
-                columns = {name: c.lineno for c in node.args[1:]
-                           if isinstance(c, ast.Call) and c.args and (name := _string(c.args[0]))}
+                columns = {column: c.lineno for c in node.args[1:]
+                           if isinstance(c, ast.Call) and c.args and (column := _string(c.args[0]))}
                 found[name] = (node.lineno, columns)
     return found
 

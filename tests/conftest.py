@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from servers import mysql, postgres, server  # noqa: F401  (fixtures: real database servers)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,8 @@ class Project:
         self.path = path
         # The database the app is configured with: migcheck must never create or touch it.
         self.configured_db = path / "configured.sqlite"
+        # TMPDIR for the runs: migcheck's scratch area goes here and must be gone after every run.
+        self.tmp = path / ".tmp"
 
     def read(self, relpath: str) -> str:
         return (self.path / relpath).read_text()
@@ -60,18 +63,24 @@ class Project:
         [path] = (self.path / "migrations" / "versions").glob(f"{revision}_*.py")
         return str(path.relative_to(self.path))
 
-    def run(self, *args: str, env: dict[str, str] | None = None, app: str | None = "sample_app:app",
-            timeout: float = 120) -> Result:
-        command = [sys.executable, "-m", "migcheck", *([f"--app={app}"] if app else []), *args]
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment migcheck runs in: the app's database is the one it must never touch."""
         full_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("FLASK_", "MIGCHECK_", "GITHUB_")) and k not in (
                         "DATABASE_URL", "TEST_DATABASE_URL", "NO_COLOR", "FORCE_COLOR")}
         full_env.update({"DATABASE_URL": f"sqlite:///{self.configured_db}",
+                         "MIGCHECK_CACHE_DIR": str(self.path / ".migcheck-cache"),
                          "TEST_DATABASE_URL": f"sqlite:///{self.configured_db}",
-                         "PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1"})
-        full_env.update(env or {})
-        done = subprocess.run(command, cwd=self.path, env=full_env, capture_output=True, text=True,
-                              timeout=timeout)
+                         "PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1", "TMPDIR": str(self.tmp)})
+        full_env.update(extra or {})
+        self.tmp.mkdir(exist_ok=True)
+        return full_env
+
+    def run(self, *args: str, env: dict[str, str] | None = None, app: str | None = "sample_app:app",
+            timeout: float = 120, cwd: str = ".") -> Result:
+        command = [sys.executable, "-m", "migcheck", *([f"--app={app}"] if app else []), *args]
+        done = subprocess.run(command, cwd=self.path / cwd, env=self.env(env), capture_output=True,
+                              text=True, timeout=timeout)
         return Result(done.returncode, done.stdout, done.stderr)
 
 
@@ -84,3 +93,4 @@ def project(tmp_path: Path) -> Project:
     yield made
     assert not made.configured_db.exists(), "migcheck created the app's configured database"
     assert not (tmp_path / "instance").exists(), "migcheck created the app's instance folder"
+    assert not made.tmp.exists() or not any(made.tmp.iterdir()), "migcheck left its scratch area behind"

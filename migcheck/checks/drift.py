@@ -15,7 +15,7 @@ from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 
-from migcheck import source
+from migcheck import dialects, source
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
 from migcheck.project import Project
@@ -27,6 +27,7 @@ class Difference(NamedTuple):
     bind: str | None
     diff: tuple[Any, ...]  # alembic's diff tuple, e.g. ("add_column", schema, table, Column)
     code: str  # the op.* code autogenerate would write for it
+    dialect: sa.engine.Dialect  # the scratch database's, to show types as its DDL spells them
 
 
 def check(project: Project) -> list[Finding]:
@@ -38,10 +39,12 @@ def check(project: Project) -> list[Finding]:
         differences.extend(_differences(bind, context))
         return []
 
-    run_env(project, compare, compare_server_default=project.options.compare_server_default)
+    run_env(project, compare, compare_server_default=project.options.compare_server_default
+            and dialects.compare_server_default)
+    blind_spots = dialects.sqlite_blind_spots(project) if project.scratch.dialect == "sqlite" else []
     if not differences:
-        return []
-    return _findings(project, differences)
+        return blind_spots
+    return _findings(project, differences) + blind_spots
 
 
 def _differences(bind: str | None, context: MigrationContext) -> list[Difference]:
@@ -61,7 +64,7 @@ def _differences(bind: str | None, context: MigrationContext) -> list[Difference
             code = "\n".join(line for line in code.splitlines()
                              if line.strip() and not line.strip().startswith("#"))
             for diff in _diff_tuples(single):
-                found.append(Difference(bind, diff, code))
+                found.append(Difference(bind, diff, code, context.dialect))
     return found
 
 
@@ -76,12 +79,10 @@ def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
     created = source.creation_locations(reversed(list(project.script.walk_revisions())))
     findings = []
     for difference in differences:
-        rule, message, table, column, created_key, slug = _describe(difference.diff)
+        rule, message, table, column, created_key, slug = _describe(difference.diff, difference.dialect)
         if created_key is not None:
             where = created.get(created_key) or created.get(("table", table))
-            hint = ("if the model was removed on purpose, generate the drop with "
-                    f'`flask db migrate -m "{slug}"`; if the model still exists, make sure the '
-                    "app imports its module")
+            hint = _removal_hint(created_key[0], slug)
         else:
             where = source.model_location(mappers, table, column, project.app.root_path)
             hint = f'generate a revision: `flask db migrate -m "{slug}"`, review it, and commit it'
@@ -95,7 +96,16 @@ def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
     return findings
 
 
-def _describe(diff: tuple[Any, ...]) -> tuple[str, str, str, str | None, tuple[str, ...] | None, str]:
+def _removal_hint(kind: str, slug: str) -> str:
+    drop = f'generate the drop with `flask db migrate -m "{slug}"`'
+    if kind == "table":
+        return (f"if the model was removed on purpose, {drop}; if it still exists, make sure the app "
+                "imports the module that defines it (autogenerate only sees imported models)")
+    return f"if the {kind} was removed from the model on purpose, {drop}; otherwise put it back in the model"
+
+
+def _describe(diff: tuple[Any, ...], dialect: sa.engine.Dialect
+              ) -> tuple[str, str, str, str | None, tuple[str, ...] | None, str]:
     """(rule, message, table, column, key of the created object for removals, migration slug)."""
     kind = diff[0]
     rule = "drift-" + kind.replace("_", "-")
@@ -113,12 +123,18 @@ def _describe(diff: tuple[Any, ...]) -> tuple[str, str, str, str | None, tuple[s
                     table, column, None, f"add {table}.{column}")
         return (rule, f"column `{table}.{column}` is created by the migrations but is not in "
                 "the model", table, column, ("column", table, column), f"drop {table}.{column}")
+    if kind in ("add_table_comment", "remove_table_comment"):
+        table = diff[1].name
+        wanted = (f"the model says {diff[1].comment!r}" if kind == "add_table_comment"
+                  else "the model has none")
+        return (rule, f"comment of table `{table}` differs: {wanted}", table, None, None,
+                f"change {table} comment")
     if kind.startswith("modify_"):
         table, column, old, new = diff[2], diff[3], diff[5], diff[6]
         what = {"modify_type": "type", "modify_nullable": "nullability",
                 "modify_default": "server default", "modify_comment": "comment"}.get(kind, kind)
         return (rule, f"{what} of column `{table}.{column}` differs: the migrations give "
-                f"{_show(kind, old)}, the model says {_show(kind, new)}",
+                f"{_show(kind, old, dialect)}, the model says {_show(kind, new, dialect)}",
                 table, column, None, f"change {table}.{column} {what}")
     if kind in ("add_index", "remove_index", "add_constraint", "remove_constraint",
                 "add_fk", "remove_fk"):
@@ -128,12 +144,14 @@ def _describe(diff: tuple[Any, ...]) -> tuple[str, str, str, str | None, tuple[s
         columns = ", ".join(c.name for c in item.columns) if hasattr(item, "columns") else ""
         column = item.columns[0].name if columns and len(item.columns) == 1 else None
         added = kind.startswith("add")
-        message = (f"{label} `{item.name}` on `{table}` ({columns}) "
+        named = f"{label} `{item.name}`" if item.name else f"unnamed {label}"
+        message = (f"{named} on `{table}` ({columns}) "
                    + ("is in the model but no migration creates it" if added
                       else "is created by the migrations but is not in the model"))
         key = ("index" if "index" in kind else "constraint", str(item.name))
+        slug = item.name or f"{label} on {table} ({columns})"
         return (rule, message, table, column, None if added else key,
-                f"{'add' if added else 'drop'} {item.name}")
+                f"{'add' if added else 'drop'} {slug}")
     table = next((x for x in diff[1:] if isinstance(x, str)), "?")
     return (rule, f"{kind.replace('_', ' ')}: {diff[1:]}", table, None, None, kind)
 
@@ -148,12 +166,19 @@ def _label(item: Any) -> str:
     return type(item).__name__
 
 
-def _show(kind: str, value: Any) -> str:
+def _show(kind: str, value: Any, dialect: sa.engine.Dialect) -> str:
     if kind == "modify_nullable":
         return "NULL allowed" if value else "NOT NULL"
     if value is None:
         return "none"
-    if isinstance(value, sa.types.TypeEngine):
+    if kind == "modify_comment":
         return repr(value)
-    arg = getattr(value, "arg", value)  # a DefaultClause wraps its text
-    return repr(str(getattr(arg, "text", arg)))
+    if isinstance(value, sa.types.TypeEngine):
+        try:
+            return value.compile(dialect=dialect)  # VARCHAR(64), as the DDL says it
+        except sa.exc.CompileError:  # a dialect-specific type
+            return repr(value)
+    if isinstance(value, str):  # a reflected server default is SQL text already
+        return value
+    arg = getattr(value, "arg", value)  # a DefaultClause wraps a string literal or an expression
+    return f"'{arg}'" if isinstance(arg, str) else str(getattr(arg, "text", arg))

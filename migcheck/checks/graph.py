@@ -45,7 +45,7 @@ def _missing(scripts: list[Script]) -> list[Finding]:
     known = {s.revision for s in scripts}
     findings = []
     for script in scripts:
-        for parent in _parents(script):
+        for parent in parents(script):
             if parent not in known:
                 findings.append(_finding(
                     "graph-missing-revision", "fatal", script, "down_revision",
@@ -60,11 +60,11 @@ def _cycles(scripts: list[Script]) -> list[Finding]:
     by_id = {s.revision: s for s in scripts}
     # Peel off revisions whose parents are all peeled (from the bases up); what remains
     # lies on a cycle or descends from one.
-    waiting = {rev: set(_parents(s)) for rev, s in by_id.items()}
-    ready = [rev for rev, parents in waiting.items() if not parents]
+    waiting = {rev: set(parents(s)) for rev, s in by_id.items()}
+    ready = [rev for rev, pending in waiting.items() if not pending]
     children: dict[str, list[str]] = {}
-    for rev, parents in waiting.items():
-        for parent in parents:
+    for rev, pending in waiting.items():
+        for parent in pending:
             children.setdefault(parent, []).append(rev)
     while ready:
         rev = ready.pop()
@@ -78,7 +78,7 @@ def _cycles(scripts: list[Script]) -> list[Finding]:
     for start in waiting:
         path = [start]
         while path[-1] not in path[:-1]:  # follow parents inside the remainder to a repeat
-            path.append(next(p for p in _parents(by_id[path[-1]]) if p in waiting))
+            path.append(next(p for p in parents(by_id[path[-1]]) if p in waiting))
         cycle = path[path.index(path[-1]):]
         if reported.isdisjoint(cycle):
             reported.update(cycle)
@@ -93,8 +93,8 @@ def _cycles(scripts: list[Script]) -> list[Finding]:
 
 
 def _heads(scripts: list[Script]) -> list[Finding]:
-    parents = {p for s in scripts for p in _parents(s)}
-    heads = [s for s in scripts if s.revision not in parents]
+    referenced = {p for s in scripts for p in parents(s)}
+    heads = [s for s in scripts if s.revision not in referenced]
     # Heads with branch labels are separate branches on purpose (e.g. one per database).
     unlabelled = [s for s in heads if not s.branch_labels]
     if len(unlabelled) < 2:
@@ -110,7 +110,7 @@ def _heads(scripts: list[Script]) -> list[Finding]:
     ]
 
 
-def _parents(script: Script) -> tuple[str, ...]:
+def parents(script: Script) -> tuple[str, ...]:
     down = script.down_revision
     if down is None:
         return ()

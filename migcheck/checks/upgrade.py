@@ -5,16 +5,23 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterator
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext, RevisionStep
 
+from migcheck import dialects
 from migcheck.appload import relative, user_location
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
 from migcheck.project import Project
+from migcheck.scratch import UnsafeConnection
 
 NAME = "upgrade"
+
+_IN_FAILED_TRANSACTION = "25P02"
+_CAUGHT_HINT = ("fix that statement: on PostgreSQL a migration cannot catch a database error and go on "
+                "(run a statement that may fail in a savepoint: `with op.get_bind().begin_nested(): ...`)")
 
 # What SQLite says when a migration asks for an ALTER it cannot do outside batch mode.
 _SQLITE_LIMITS = (
@@ -49,33 +56,57 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project,
     """A finding for a migration step (or env.py) that raised."""
     if step is None:
         path = os.fspath(project.directory / "env.py")
-        where = _frame_in(exc, path) or user_location(exc)
+        where = frame_in(exc, path) or user_location(exc)
         return Finding(NAME, "upgrade-env-failed", "error",
-                       f"env.py failed before any migration ran: {_describe(exc)}",
+                       f"env.py failed before any migration ran: {describe(exc)}",
                        where[0] if where else relative(path), where[1] if where else None,
-                       "fix env.py; `flask db upgrade` fails the same way")
+                       "take the engine from Flask-SQLAlchemy in env.py (`db.engine`, as `flask db "
+                       "init` writes it)" if isinstance(exc, UnsafeConnection)
+                       else "fix env.py; `flask db upgrade` fails the same way")
     revision = step.revision
-    where = _frame_in(exc, revision.path)
+    real = _aborting_error(exc, project.scratch.errors)
+    caught = "" if real is exc else (" (that error was caught, and PostgreSQL then refused the rest of "
+                                     "the transaction: current transaction is aborted)")
+    exc = real
+    where = frame_in(exc, revision.path) or (user_location(exc) if caught else None)  # maybe an older file
     statement = getattr(exc, "statement", None)
-    details = {"revision": revision.revision, "error": _describe(exc)}
+    details = {"revision": revision.revision, "error": describe(exc)}
     if statement:
         details["statement"] = " ".join(str(statement).split())
     return Finding(
         NAME, f"{action}-failed", "error",
-        f"{action} to `{revision.revision}` ({revision.doc}) failed: {_describe(exc)}",
+        f"{action} to `{revision.revision}` ({revision.doc}) failed: {describe(exc)}{caught}",
         where[0] if where else relative(revision.path), where[1] if where else None,
-        _hint(exc), details,
+        _CAUGHT_HINT if caught else _hint(exc, revision.module, project.scratch.dialect), details,
     )
 
 
-def _describe(exc: BaseException) -> str:
+def _aborting_error(exc: BaseException, errors: list[sa.exc.DBAPIError]) -> BaseException:
+    """On PostgreSQL a failed statement aborts the transaction: when a migration catches that error,
+    every later statement fails with "current transaction is aborted". The real error came first."""
+    if _sqlstate(exc) != _IN_FAILED_TRANSACTION:
+        return exc
+    earlier = [error for error in errors if _sqlstate(error) not in (None, _IN_FAILED_TRANSACTION)]
+    return earlier[-1] if earlier else exc
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)  # psycopg 3 / psycopg2
+
+
+def describe(exc: BaseException) -> str:
     if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
-        return f"{type(exc.orig).__name__}: {exc.orig}"
+        # PostgreSQL adds the statement with a caret under the error; the finding shows the statement.
+        return f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}"
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
-def _hint(exc: BaseException) -> str:
+def _hint(exc: BaseException, module: ModuleType, scratch_dialect: str) -> str:
     text = str(exc)
+    foreign = dialects.written_for_another_database(exc, module) if scratch_dialect == "sqlite" else None
+    if foreign and not any(limit in text for limit in _SQLITE_LIMITS):
+        return foreign
     if any(limit in text for limit in _SQLITE_LIMITS):
         return ("SQLite cannot ALTER this in place: wrap the operations in "
                 "`with op.batch_alter_table(...)` (Flask-Migrate writes them that way with "
@@ -84,7 +115,7 @@ def _hint(exc: BaseException) -> str:
     return "fix the revision so that `flask db upgrade` runs from an empty database"
 
 
-def _frame_in(exc: BaseException, path: str) -> tuple[str, int] | None:
+def frame_in(exc: BaseException, path: str) -> tuple[str, int] | None:
     """The innermost traceback line inside `path` (a revision file or env.py)."""
     target = os.path.realpath(path)
     found = None
