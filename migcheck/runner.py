@@ -7,8 +7,6 @@ import time
 import warnings
 from typing import NamedTuple
 
-from flask import Flask
-
 from migcheck import cache
 from migcheck.appload import load_app, relative
 from migcheck.checks import drift, graph, imports, roundtrip, upgrade
@@ -37,22 +35,21 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
         app = load_app(app_path)
         with app.app_context():
             project = open_project(app, scratch, directory, options)
-            started_from = _fresh_start(app, scratch)
+            started_from = _fresh_start(scratch)
             checked = run_checks(project, checks)
     return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
                cached=checked.cached)
 
 
-def _fresh_start(app: Flask, scratch: Scratch) -> list[Finding]:
+def _fresh_start(scratch: Scratch) -> list[Finding]:
     """Start from empty scratch databases, even if the app created tables while it loaded."""
-    engines = list(app.extensions["sqlalchemy"].engines.values())
     return [
         Finding("upgrade", "app-created-tables", "info",
                 f"the app created tables in the {'default database' if bind is None else repr(bind)}"
                 " while it loaded (e.g. db.create_all() in the factory); they went to migcheck's "
                 "scratch database, which was emptied before the checks")
-        for bind in scratch.reset(engines)
+        for bind in scratch.reset()
     ]
 
 

@@ -95,10 +95,10 @@ class Scratch:
         app_config["SQLALCHEMY_ECHO"] = False
         db._engine_options = {}
 
-    def reset(self, engines: list[sa.engine.Engine]) -> list[str | None]:
+    def reset(self) -> list[str | None]:
         """Empty every scratch database; returns the binds that had tables in them."""
         had_tables = []
-        for engine in engines:
+        for engine in self.engines:  # pooled connections would keep the old database alive
             engine.dispose()
         for key in self.configured:
             if self.server is not None:

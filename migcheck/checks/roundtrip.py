@@ -64,7 +64,7 @@ def check(project: Project, already: frozenset[str] = frozenset()) -> list[Findi
             if not current or current[0].action == "upgrade":
                 return findings + [upgrade.failure(exc, current[0].step if current else None, project)]
             findings.append(_step_failure(exc, current[0], project))
-        project.scratch.reset(list(project.db.engines.values()))
+        project.scratch.reset()
 
 
 def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
