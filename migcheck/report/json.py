@@ -22,6 +22,7 @@ def render(run: Run) -> str:
         "app": run.app,
         "directory": run.directory,
         "revisions": run.revisions,
+        "cached": run.cached,
         "checks": list(run.checks),
         "seconds": round(run.seconds, 3),
         "exit_code": exit_code(run.findings),
