@@ -136,3 +136,31 @@ def test_reupgrade_failure_is_reported(project: Project) -> None:
     line = project.line_of(path, "INSERT INTO tag")
     assert (f"{path}:{line}: roundtrip: re-upgrade of `{COMMENTS}` after its downgrade fails: "
             "IntegrityError: UNIQUE constraint failed: tag.name") in result.out
+
+
+def test_second_base_with_a_branch_label(project: Project) -> None:
+    project.write("migrations/versions/eee555_audit_branch.py", '''"""audit log, its own branch"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = 'eee555'
+down_revision = None
+branch_labels = ('audit',)
+depends_on = None
+
+
+def upgrade():
+    op.create_table('audit_log', sa.Column('id', sa.Integer(), primary_key=True))
+    op.create_index('ix_audit_log_id', 'audit_log', ['id'])
+
+
+def downgrade():
+    op.drop_table('audit_log')
+''')
+    result = project.run("--select", "graph,roundtrip")
+    assert result.code == 0, result.output
+    assert "4 revisions" in result.out
+    project.edit("migrations/versions/eee555_audit_branch.py", "    op.drop_table('audit_log')", "    pass")
+    result = project.run("--select", "graph,roundtrip")
+    assert result.code == 1, result.output
+    assert "downgrade of `eee555` leaves table `audit_log` behind" in result.out
