@@ -348,6 +348,11 @@ def _memory_cell(result: Result) -> str:
     return f"{statistics.median(s.peak_mb for s in result.samples):.0f} MB"
 
 
+def _per_revision(result: Result | None, revisions: int) -> str:
+    median = _median(result)
+    return "–" if median is None else f"{median / revisions * 1000:.1f} ms"
+
+
 def _ratio(a: Result | None, b: Result | None) -> str:
     top, bottom = _median(a), _median(b)
     return "–" if top is None or bottom is None else f"{top / bottom:.2f}×"
@@ -404,8 +409,8 @@ def report(sizes: list[SizeResult], start: list[Result], context: Context) -> st
            "## Machine", "", *machine(), f"- pytest-alembic: {context.pytest_alembic}",
            f"- load average (1/5/15 min) at start {_loads(context.loads[0])}, "
            f"at end {_loads(context.loads[1])}", "",
-           "This machine's cores are shared with other work (several agents running test suites at the "
-           "same time), so absolute times are noisy. The tools run interleaved (one run of each, then the "
+           "Other work may share this machine's cores (see the load averages), so absolute times can be "
+           "noisy. The tools run interleaved (one run of each, then the "
            "next round), so the **ratios**, measured in the same run on the same project, are fairer "
            "than the absolute times.", "",
            "## What is timed", "",
@@ -441,6 +446,16 @@ def report(sizes: list[SizeResult], start: list[Result], context: Context) -> st
                    + " | ".join(_time_cell(by_key[k]) if k in by_key else "–" for k in keys)
                    + f" | {_ratio(mig, by_key.get('pipeline'))} | {_ratio(mig, by_key.get('pytest-alembic'))}"
                    f" | {_ratio(mig, by_key.get('updown'))} |")
+    out += ["", "Per revision (median wall time / N). The work per revision grows with the schema for "
+            "every tool alike (Alembic's batch mode rebuilds, and reflects, a wider table with a longer "
+            "foreign-key chain); migcheck adds no growth of its own: its ratio to the up + down floor "
+            "stays flat.", "",
+            "| N / M | databases on | migcheck --no-cache | upgrade + downgrade, one process | "
+            "flask db pipeline (4 processes) |", "| --- | --- | ---: | ---: | ---: |"]
+    for size, place, by_key in rows:
+        out.append(f"| {size.revisions} / {size.models} | {place} | "
+                   + " | ".join(_per_revision(by_key.get(k), size.revisions)
+                                for k in ("migcheck", "updown", "pipeline")) + " |")
     out += ["", "## Peak memory (RSS)", "",
             "| N / M | databases on | " + " | ".join(labels[k] for k in keys) + " |",
             "| --- | --- | " + " | ".join("---:" for _ in keys) + " |"]

@@ -51,8 +51,7 @@ def check(project: Project) -> list[Finding]:
     return []
 
 
-def failure(exc: BaseException, step: RevisionStep | None, project: Project,
-            action: str = "upgrade") -> Finding:
+def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> Finding:
     """A finding for a migration step (or env.py) that raised."""
     if step is None:
         path = os.fspath(project.directory / "env.py")
@@ -74,8 +73,8 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project,
     if statement:
         details["statement"] = " ".join(str(statement).split())
     return Finding(
-        NAME, f"{action}-failed", "error",
-        f"{action} to `{revision.revision}` ({revision.doc}) failed: {describe(exc)}{caught}",
+        NAME, "upgrade-failed", "error",
+        f"upgrade to `{revision.revision}` ({revision.doc}) failed: {describe(exc)}{caught}",
         where[0] if where else relative(revision.path), where[1] if where else None,
         _CAUGHT_HINT if caught else _hint(exc, revision.module, project.scratch.dialect), details,
     )
