@@ -63,6 +63,13 @@ class Project:
         [path] = (self.path / "migrations" / "versions").glob(f"{revision}_*.py")
         return str(path.relative_to(self.path))
 
+    def replace_downgrade(self, revision: str, body: str) -> str:
+        """Give a revision a new downgrade() (the code after `def downgrade():`); returns its path."""
+        path = self.revision_file(revision)
+        text = self.read(path)
+        self.write(path, text[: text.index("def downgrade")] + f"def downgrade():\n{body}")
+        return path
+
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The environment migcheck runs in: the app's database is the one it must never touch."""
         full_env = {k: v for k, v in os.environ.items()

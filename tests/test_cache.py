@@ -30,9 +30,7 @@ def test_warm_run_resumes_and_still_checks_the_models(project: Project) -> None:
 
 def test_editing_an_old_revision_invalidates_the_cache(project: Project) -> None:
     assert project.run().code == 0
-    path = project.revision_file(BIO)
-    text = project.read(path)
-    project.write(path, text[: text.index("def downgrade")] + "def downgrade():\n    pass\n")
+    project.replace_downgrade(BIO, "    pass\n")
     result = project.run()
     assert result.code == 1, result.output
     assert "from cache" not in result.out
@@ -65,9 +63,7 @@ def downgrade():
 
 
 def test_findings_of_cached_revisions_are_reported_again(project: Project) -> None:
-    path = project.revision_file(BIO)
-    text = project.read(path)
-    project.write(path, text[: text.index("def downgrade")] + "def downgrade():\n    pass\n")
+    project.replace_downgrade(BIO, "    pass\n")
     first, second = project.run("--select", "roundtrip"), project.run("--select", "roundtrip")
     assert first.code == second.code == 1, second.output
     assert SUMMARY_CACHED in second.out

@@ -8,13 +8,6 @@ BIO = "428a6cc61e6a"  # adds user.bio and post.view_count
 COMMENTS = "e9e549eb0d5f"  # creates the comment table and two indexes
 
 
-def _replace_downgrade(project: Project, revision: str, body: str) -> str:
-    path = project.revision_file(revision)
-    text = project.read(path)
-    project.write(path, text[: text.index("def downgrade")] + f"def downgrade():\n{body}")
-    return path
-
-
 def test_clean_history_round_trips(project: Project) -> None:
     result = project.run("--select", "roundtrip")
     assert result.code == 0, result.output
@@ -22,7 +15,7 @@ def test_clean_history_round_trips(project: Project) -> None:
 
 
 def test_downgrade_pass_on_create_table(project: Project) -> None:
-    path = _replace_downgrade(project, COMMENTS, "    pass\n")
+    path = project.replace_downgrade(COMMENTS, "    pass\n")
     result = project.run()
     assert result.code == 1, result.output
     line = project.line_of(path, "def downgrade")
@@ -33,7 +26,7 @@ def test_downgrade_pass_on_create_table(project: Project) -> None:
 
 def test_downgrade_pass_on_add_column_is_caught_per_revision(project: Project) -> None:
     # `downgrade base` + `upgrade` would not notice: the table is dropped by an older revision anyway.
-    path = _replace_downgrade(project, BIO, "    pass\n")
+    path = project.replace_downgrade(BIO, "    pass\n")
     result = project.run("--select", "roundtrip")
     assert result.code == 1, result.output
     assert f"downgrade of `{BIO}` leaves column `post.view_count` behind" in result.out
@@ -63,7 +56,7 @@ def test_downgrade_that_drops_what_it_did_not_create(project: Project) -> None:
 
 
 def test_downgrade_that_raises(project: Project) -> None:
-    path = _replace_downgrade(project, BIO, "    raise NotImplementedError('no way back')\n")
+    path = project.replace_downgrade(BIO, "    raise NotImplementedError('no way back')\n")
     result = project.run("--select", "roundtrip")
     assert result.code == 1, result.output
     line = project.line_of(path, "raise NotImplementedError")
@@ -72,7 +65,7 @@ def test_downgrade_that_raises(project: Project) -> None:
 
 
 def test_irreversible_mark_skips_downgrades_below_it(project: Project) -> None:
-    path = _replace_downgrade(project, BIO, "    raise NotImplementedError\n")
+    path = project.replace_downgrade(BIO, "    raise NotImplementedError\n")
     project.edit(path, "revision = ", "# migcheck: irreversible (data migration)\nrevision = ")
     result = project.run("--select", "roundtrip")
     assert result.code == 0, result.output

@@ -343,9 +343,7 @@ def test_unreachable_server_is_a_usage_error_without_the_password(project: Proje
 
 def test_roundtrip_failure_is_caught_and_databases_dropped(server: Server, project: Project) -> None:
     record_module_app(project)
-    path = project.revision_file("428a6cc61e6a")
-    text = project.read(path)
-    project.write(path, text[: text.index("def downgrade")] + "def downgrade():\n    pass\n")
+    path = project.replace_downgrade("428a6cc61e6a", "    pass\n")
     result = run_on(server, project, "--select", "roundtrip")
     assert result.code == 1, result.output
     assert (f"{path}:{project.line_of(path, 'def downgrade')}: roundtrip: downgrade of `428a6cc61e6a` "
