@@ -20,7 +20,7 @@ from migcheck.errors import UsageError
 from migcheck.report import FORMATS
 
 if TYPE_CHECKING:
-    from migcheck.runner import Run
+    from migcheck.findings import Run
     from migcheck.suppress import Ignore, Key
 
 EXIT_CODES = """\

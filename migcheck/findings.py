@@ -1,4 +1,4 @@
-"""Findings: the plain data every check returns and every report format reads."""
+"""Findings and the Run they belong to: the plain data every check returns and every report reads."""
 
 from __future__ import annotations
 
@@ -25,6 +25,22 @@ class Finding(NamedTuple):
         if self.path is None:
             return ""
         return f"{self.path}:{self.line}" if self.line else self.path
+
+
+class Run(NamedTuple):
+    app: str
+    revisions: int
+    checks: tuple[str, ...]
+    findings: list[Finding]
+    seconds: float
+    directory: str = ""  # the migrations directory, as the user would type it
+    suppressed: dict[str, int] = {}  # findings left out of `findings`, per reason (see suppress.py)
+    cached: int = 0  # revisions resumed from the cache instead of upgraded and round-tripped
+
+    def rank(self, check: str) -> int:
+        """Where a check's findings go in a report: in the order the checks ran. A check that was not
+        selected reports only when the history cannot be read, before anything else ran: first."""
+        return self.checks.index(check) if check in self.checks else -1
 
 
 def exit_code(findings: list[Finding]) -> int:

@@ -10,20 +10,9 @@ from typing import NamedTuple
 from migcheck import cache
 from migcheck.appload import load_app, relative
 from migcheck.checks import drift, graph, imports, roundtrip, upgrade
-from migcheck.findings import Finding
+from migcheck.findings import Finding, Run
 from migcheck.project import Options, Project, open_project
 from migcheck.scratch import Scratch, scratch_area
-
-
-class Run(NamedTuple):
-    app: str
-    revisions: int
-    checks: tuple[str, ...]
-    findings: list[Finding]
-    seconds: float
-    directory: str = ""  # the migrations directory, as the user would type it
-    suppressed: dict[str, int] = {}  # findings left out of `findings`, per reason (see suppress.py)
-    cached: int = 0  # revisions resumed from the cache instead of upgraded and round-tripped
 
 
 def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],

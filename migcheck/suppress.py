@@ -27,7 +27,7 @@ from migcheck.errors import UsageError
 from migcheck.findings import Finding
 
 if TYPE_CHECKING:
-    from migcheck.runner import Run
+    from migcheck.findings import Run
 
 BASELINE_VERSION = 1
 _INLINE = re.compile(r"#\s*migcheck:\s*ignore\[([^\]]*)\]")

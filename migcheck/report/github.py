@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from migcheck.findings import SEVERITIES, Finding
+from migcheck.findings import SEVERITIES, Finding, Run
 from migcheck.report import repository_path, repository_root
-from migcheck.runner import Run
 
 LIMIT = 10  # GitHub shows at most this many error and this many warning annotations per step
 SUMMARY_BYTES = 1024 * 1024  # GitHub's cap on one step's summary

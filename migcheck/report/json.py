@@ -7,8 +7,7 @@ from collections import Counter
 from typing import Any
 
 from migcheck import __version__
-from migcheck.findings import SEVERITIES, Finding, exit_code
-from migcheck.runner import Run
+from migcheck.findings import SEVERITIES, Finding, Run, exit_code
 from migcheck.suppress import object_of
 
 VERSION = 1  # bumped only when a field changes meaning or goes away; new fields may appear

@@ -5,19 +5,14 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from migcheck.checks import CHECKS
-from migcheck.findings import Finding
-from migcheck.runner import Run
+from migcheck.findings import Finding, Run
 
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # characters XML 1.0 cannot hold
 
 
 def render(run: Run) -> str:
-    order = {name: i for i, name in enumerate(CHECKS)}
-    checks = sorted({*run.checks, *(f.check for f in run.findings)},
-                    key=lambda name: (order.get(name, len(order)), name))
-    stopped_at = min((order.get(f.check, 0) for f in run.findings if f.severity == "fatal"),
-                     default=None)
+    checks = sorted({*run.checks, *(f.check for f in run.findings)}, key=lambda name: (run.rank(name), name))
+    stopped_at = min((run.rank(f.check) for f in run.findings if f.severity == "fatal"), default=None)
     suite = ET.Element("testsuite", name="migcheck", time=f"{run.seconds:.3f}")
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for check in checks:
@@ -33,7 +28,7 @@ def render(run: Run) -> str:
             element = ET.SubElement(case, kind, message=_clean(_headline(bad)), type=bad[0].rule)
             element.text = _clean("\n".join(_describe(f) for f in bad))
         elif any(f.rule.endswith("-skipped") for f in findings) or (
-                stopped_at is not None and not findings and order.get(check, 0) > stopped_at):
+                stopped_at is not None and not findings and run.rank(check) > stopped_at):
             counts["skipped"] += 1
             reason = next((f.message for f in findings if f.rule.endswith("-skipped")),
                           "not run: the revision history cannot be read")

@@ -15,9 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from migcheck import __version__, rules
-from migcheck.findings import Finding, exit_code
+from migcheck.findings import Finding, Run, exit_code
 from migcheck.report import repository_path, repository_root
-from migcheck.runner import Run
 from migcheck.suppress import object_of
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from migcheck.checks import CHECKS
-from migcheck.findings import SEVERITIES, Finding
-from migcheck.runner import Run
+from migcheck.findings import SEVERITIES, Finding, Run
 
 _COLORS = {"fatal": "31;1", "error": "31;1", "warning": "33;1", "info": "36", "dim": "2",
            "bold": "1", "ok": "32;1"}
@@ -16,9 +14,7 @@ def render(run: Run, color: bool) -> str:
     def paint(text: str, style: str) -> str:
         return f"\033[{_COLORS[style]}m{text}\033[0m" if color else text
 
-    order = {name: i for i, name in enumerate(CHECKS)}
-    findings = sorted(run.findings, key=lambda f: (order.get(f.check, len(order)),
-                                                   SEVERITIES.index(f.severity)))
+    findings = sorted(run.findings, key=lambda f: (run.rank(f.check), SEVERITIES.index(f.severity)))
     lines: list[str] = []
     previous = None
     for finding in findings:
