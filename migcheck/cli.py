@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true",
                         help="start from an empty database instead of the migrated one an earlier run "
                              "kept (in MIGCHECK_CACHE_DIR, default ~/.cache/migcheck)")
+    parser.add_argument("--since", metavar="REVISION",
+                        help="the revisions after REVISION are the ones not deployed yet, which the "
+                             "deploy-safety and data checks look at (`base`: every revision; default: "
+                             "the revision files new relative to the git base branch)")
+    parser.add_argument("--git-base", metavar="REF",
+                        help="the git branch or commit the undeployed revisions are new relative to "
+                             "(default: the pull request's base in GitHub Actions, else the branch's "
+                             "upstream, origin/HEAD, main, master)")
     parser.add_argument("--color", choices=("auto", "always", "never"),
                         help="colour the report (auto, the default: on a terminal, honouring NO_COLOR "
                              "and FORCE_COLOR)")
@@ -137,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(args.app, args.directory, checks,
                      Options(compare_server_default=not args.no_server_defaults,
                              db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
-                             sources=tuple(args.source), cache=not args.no_cache))
+                             sources=tuple(args.source), cache=not args.no_cache,
+                             since=args.since, git_base=args.git_base))
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)

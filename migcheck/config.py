@@ -38,6 +38,8 @@ SETTINGS = {
     "db_url": Setting("str"),
     "no_server_defaults": Setting("bool"),
     "no_cache": Setting("bool"),
+    "since": Setting("str"),
+    "git_base": Setting("str"),
     "format": Setting("choice", FORMATS),
     "output": Setting("path"),
     "color": Setting("choice", ("auto", "always", "never")),

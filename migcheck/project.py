@@ -22,6 +22,8 @@ class Options(NamedTuple):
     db_url: str | None = None  # a PostgreSQL / MySQL server for the scratch databases (else SQLite)
     sources: tuple[str, ...] = ()  # more directories the imports check searches for models
     cache: bool = True  # resume from the migrated database of an earlier run (see cache.py)
+    since: str | None = None  # the revisions after this one are the undeployed ones (see scope.py)
+    git_base: str | None = None  # else the revision files new relative to this git ref
 
 
 class Project(NamedTuple):
