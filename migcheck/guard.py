@@ -43,9 +43,9 @@ class Target(NamedTuple):
     def describe(self) -> str:
         where = f" on {self.host}:{self.port}" if self.host and self.port else (
             f" on {self.host}" if self.host else "")
-        if self.database is None:
-            return f"{self.backend} server{where} (no database named)"
-        return f"{self.backend} database {self.database!r}{where}"
+        if self.database is not None:
+            return f"{self.backend} database {self.database!r}{where}"
+        return f"{self.backend} server{where} (no database named)" if where else f"{self.backend} database"
 
 
 Allow = Callable[[Target], bool]
@@ -210,7 +210,8 @@ class _Patcher:
             except UnsafeConnection:
                 raise
             except Exception:  # arguments the driver itself could not read either
-                target = Target(owner.__module__ if isinstance(owner, type) else owner.__name__, None)
+                driver = owner.__module__ if isinstance(owner, type) else owner.__name__
+                target = Target(driver.split(".")[0], None)
             guard.check(target)
             return function(*args, **kwargs)
 
