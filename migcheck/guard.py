@@ -264,11 +264,11 @@ def _mysql_connector_target(connection: Any) -> Target:
                          "port": connection._port, "unix_socket": connection._unix_socket})
 
 
-def _patch_mysql_connector(patcher: _Patcher, module: ModuleType) -> None:
-    for connection_class in (getattr(module, "MySQLConnection", None),
-                             getattr(module, "CMySQLConnection", None)):
-        if connection_class is not None:
-            patcher.wrap(connection_class, "_open_connection", _mysql_connector_target, method=True)
+def _patch_mysql_connector(class_name: str) -> Callable[[_Patcher, ModuleType], None]:
+    """The pure-Python and the C-extension connection classes open the socket in _open_connection."""
+    def patch(patcher: _Patcher, module: ModuleType) -> None:
+        patcher.wrap(getattr(module, class_name), "_open_connection", _mysql_connector_target, method=True)
+    return patch
 
 
 def _patch_pg8000(patcher: _Patcher, module: ModuleType) -> None:
@@ -297,8 +297,8 @@ _DRIVERS: dict[str, Callable[[_Patcher, ModuleType], None]] = {
     "psycopg2": _patch_psycopg2,
     "pymysql.connections": _patch_pymysql,
     "MySQLdb.connections": _patch_mysqldb,
-    "mysql.connector.connection": _patch_mysql_connector,
-    "mysql.connector.connection_cext": _patch_mysql_connector,
+    "mysql.connector.connection": _patch_mysql_connector("MySQLConnection"),
+    "mysql.connector.connection_cext": _patch_mysql_connector("CMySQLConnection"),
     "pg8000.core": _patch_pg8000,
     "pyodbc": _refuse_all("pyodbc (SQL Server, ODBC)"),
     "pymssql": _refuse_all("pymssql (SQL Server)"),

@@ -49,6 +49,8 @@ DRIVERS = {
     "pymysql": Driver("pymysql", "mysql",
                       'pymysql.connect(host="{host}", port={port}, user="{user}", database="{db}")',
                       "mysql+pymysql://"),
+    "MySQLdb": Driver("MySQLdb", "mysql", 'MySQLdb.connect("{host}", "{user}", "", "{db}", {port})',
+                      "mysql+mysqldb://"),
     "mysql.connector": Driver("mysql.connector", "mysql",
                               'mysql.connector.connect(host="{host}", port={port}, user="{user}", '
                               'database="{db}")', "mysql+mysqlconnector://"),
@@ -136,12 +138,13 @@ def test_raw_connection_refused_with_db_url(project: Project, server: Server, dr
     _refused(project, driver, door, "--db-url", server.url)
 
 
-@pytest.mark.parametrize("driver", ["sqlite3-uri", "psycopg-kwargs", "psycopg2", "pg8000", "mysql.connector"])
+@pytest.mark.parametrize("driver", ["sqlite3-uri", "psycopg-kwargs", "psycopg2", "pg8000", "MySQLdb",
+                                    "mysql.connector"])
 def test_other_drivers_and_spellings_refused(project: Project, driver: str) -> None:
     _refused(project, driver, "factory")
 
 
-@pytest.mark.parametrize("driver", ["psycopg2", "pg8000", "mysql.connector"])
+@pytest.mark.parametrize("driver", ["psycopg2", "pg8000", "MySQLdb", "mysql.connector"])
 def test_other_drivers_refused_through_creator(project: Project, driver: str) -> None:
     _refused(project, driver, "creator")
 
