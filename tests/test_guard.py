@@ -235,3 +235,38 @@ print(pymysql.connections.Connection.__init__.__module__)
         "db.engine.",
         "pymysql.connections",
     ]
+
+
+@pytest.mark.parametrize(("server_name", "scheme", "module"), [
+    ("postgresql", "postgresql+psycopg2", "psycopg2"),
+    ("postgresql", "postgresql+pg8000", "pg8000"),
+    ("mysql", "mysql+mysqldb", "MySQLdb"),
+    ("mysql", "mysql+mysqlconnector", "mysql.connector"),
+])
+def test_scratch_databases_get_through_every_guarded_driver(project: Project, server_name: str, scheme: str,
+                                                            module: str) -> None:
+    if not _installed(module):
+        pytest.skip(f"{module} is not installed here")
+    url = sa.engine.make_url(get_server(server_name).url).set(drivername=scheme)
+    result = project.run("--db-url", url.render_as_string(hide_password=False))
+    assert result.code == 0, result.output
+    assert "no problems" in result.out
+
+
+def test_only_migcheck_itself_reaches_the_admin_database(project: Project, postgres: Server) -> None:
+    """migcheck's admin connection goes to `postgres`; the app's own connection there is refused."""
+    table = f"leaked_{os.getpid()}_{id(project)}"
+    url = sa.engine.make_url(postgres.url)
+    _place(project, f"""
+import psycopg
+c = psycopg.connect(host="{url.host}", port={url.port}, user="{url.username}", dbname="postgres")
+c.execute("CREATE TABLE {table} (id INTEGER)"); c.commit()
+""", "factory")
+    try:
+        result = project.run("--db-url", postgres.url)
+        assert postgres.execute(f"SELECT to_regclass('{table}') IS NULL") == [(True,)]
+    finally:
+        postgres.execute(f"DROP TABLE IF EXISTS {table}")
+    assert result.code == 2, result.output
+    assert result.err.startswith("migcheck: error: Refused a connection to the postgresql database "
+                                 f"'postgres' on {url.host}:{url.port}"), result.err
