@@ -181,7 +181,7 @@ def dialect_target(dialect: Any, cargs: Sequence[Any], cparams: Mapping[str, Any
 class _Patch(NamedTuple):
     owner: Any  # a module or a class
     name: str
-    original: Any  # what owner.__dict__ held: a function, classmethod, builtin...
+    original: Any  # what the owner held: a function, a classmethod, a builtin, a bound method
 
 
 class _Patcher:
@@ -194,12 +194,15 @@ class _Patcher:
     def wrap(self, owner: Any, name: str, target_of: Callable[..., Target], *, method: bool = False) -> None:
         """Check `target_of(*args, **kwargs)` before `owner.name(*args, **kwargs)` runs.
 
-        For a method, `target_of` gets the instance (or class) too.
+        For a method, `target_of` gets the instance (or class) too. An owner or attribute that this
+        version of the driver does not have is left alone.
         """
+        if owner is None:
+            return
         original = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
         if original is None:
             return
-        function = original.__func__ if isinstance(original, (classmethod, staticmethod)) else original
+        function = original.__func__ if isinstance(original, classmethod) else original
         guard = self.guard
 
         @functools.wraps(function)
@@ -207,21 +210,13 @@ class _Patcher:
             try:
                 target = target_of(*(args if method else args[isinstance(original, classmethod):]),
                                    **kwargs)
-            except UnsafeConnection:
-                raise
             except Exception:  # arguments the driver itself could not read either
                 driver = owner.__module__ if isinstance(owner, type) else owner.__name__
                 target = Target(driver.split(".")[0], None)
             guard.check(target)
             return function(*args, **kwargs)
 
-        if isinstance(original, classmethod):
-            replacement: Any = classmethod(guarded_call)
-        elif isinstance(original, staticmethod):
-            replacement = staticmethod(guarded_call)
-        else:
-            replacement = guarded_call
-        setattr(owner, name, replacement)
+        setattr(owner, name, classmethod(guarded_call) if isinstance(original, classmethod) else guarded_call)
         self.patches.append(_Patch(owner, name, original))
 
     def restore(self) -> None:
@@ -237,8 +232,8 @@ def _patch_sqlite3(patcher: _Patcher, module: ModuleType) -> None:
 
 def _patch_psycopg(patcher: _Patcher, module: ModuleType) -> None:
     patcher.wrap(module, "connect", _psycopg_target)  # `connect = Connection.connect`, bound at import
-    patcher.wrap(module.Connection, "connect", _psycopg_target)
-    patcher.wrap(module.AsyncConnection, "connect", _psycopg_target)
+    patcher.wrap(getattr(module, "Connection", None), "connect", _psycopg_target)
+    patcher.wrap(getattr(module, "AsyncConnection", None), "connect", _psycopg_target)
 
 
 def _patch_psycopg2(patcher: _Patcher, module: ModuleType) -> None:
@@ -248,13 +243,13 @@ def _patch_psycopg2(patcher: _Patcher, module: ModuleType) -> None:
 def _patch_pymysql(patcher: _Patcher, module: ModuleType) -> None:
     # PyMySQL < 1.0 also took these positionally; pymysql.connect is this class.
     positional = ("host", "user", "password", "database", "port", "unix_socket")
-    patcher.wrap(module.Connection, "__init__",
+    patcher.wrap(getattr(module, "Connection", None), "__init__",
                  lambda self, *a, **k: mysql_target(_arguments(a, k, positional)), method=True)
 
 
 def _patch_mysqldb(patcher: _Patcher, module: ModuleType) -> None:
     positional = ("host", "user", "passwd", "db", "port", "unix_socket")
-    patcher.wrap(module.Connection, "__init__",
+    patcher.wrap(getattr(module, "Connection", None), "__init__",
                  lambda self, *a, **k: mysql_target(_arguments(a, k, positional)), method=True)
 
 
@@ -267,7 +262,8 @@ def _mysql_connector_target(connection: Any) -> Target:
 def _patch_mysql_connector(class_name: str) -> Callable[[_Patcher, ModuleType], None]:
     """The pure-Python and the C-extension connection classes open the socket in _open_connection."""
     def patch(patcher: _Patcher, module: ModuleType) -> None:
-        patcher.wrap(getattr(module, class_name), "_open_connection", _mysql_connector_target, method=True)
+        patcher.wrap(getattr(module, class_name, None), "_open_connection", _mysql_connector_target,
+                     method=True)
     return patch
 
 
@@ -280,7 +276,7 @@ def _patch_pg8000(patcher: _Patcher, module: ModuleType) -> None:
         return postgres_target({"dbname": named.get("database") or named.get("user"), "host": host,
                                 "port": named.get("port")})
 
-    patcher.wrap(module.CoreConnection, "__init__", target, method=True)
+    patcher.wrap(getattr(module, "CoreConnection", None), "__init__", target, method=True)
 
 
 def _refuse_all(name: str) -> Callable[[_Patcher, ModuleType], None]:
