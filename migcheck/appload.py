@@ -9,7 +9,7 @@ import traceback
 from flask import Flask
 from flask.cli import NoAppException, ScriptInfo, load_dotenv
 
-from migcheck.errors import UsageError
+from migcheck.errors import UnsafeConnection, UsageError
 
 # Frames in these are not the user's code: the standard library, installed packages, migcheck.
 _LIBRARY_DIRS = tuple(
@@ -26,7 +26,9 @@ def load_app(import_path: str | None) -> Flask:
     import_path = import_path or os.environ.get("FLASK_APP") or None
     try:
         return ScriptInfo(app_import_path=import_path, set_debug_flag=False).load_app()
-    except UsageError as exc:  # e.g. the app connects to its configured database: say where
+    except UnsafeConnection:
+        raise  # its message names the line already
+    except UsageError as exc:  # e.g. a scratch database cannot be created: say where
         where = user_location(exc)
         if where is None:
             raise
@@ -59,10 +61,14 @@ def user_location(exc: BaseException) -> tuple[str, int] | None:
         return relative(exc.filename), exc.lineno
     found = None
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        path = frame.f_code.co_filename
-        if not path.startswith("<") and not os.path.realpath(path).startswith(_LIBRARY_DIRS):
-            found = (relative(path), lineno)
+        if is_user_code(frame.f_code.co_filename):
+            found = (relative(frame.f_code.co_filename), lineno)
     return found
+
+
+def is_user_code(path: str) -> bool:
+    """A source file of the user's (not the standard library, an installed package or migcheck)."""
+    return not path.startswith("<") and not os.path.realpath(path).startswith(_LIBRARY_DIRS)
 
 
 def relative(path: str) -> str:

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from migcheck import __version__
+from migcheck import __version__, guard
 from migcheck.checks.graph import parents
 from migcheck.findings import Finding
 from migcheck.project import Project
@@ -93,7 +93,8 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
             files = {}
             for bind in project.binds:
                 path = project.scratch.path_for(bind)
-                with sqlite3.connect(path) as source, sqlite3.connect(staging / path.name) as target:
+                with guard.trusted(), sqlite3.connect(path) as source, \
+                        sqlite3.connect(staging / path.name) as target:
                     source.backup(target)  # consistent even while the app's engines hold it open
                 files[path.name] = _file_digest(staging / path.name)
             manifest = {"format": FORMAT, "roundtrip": roundtrip, "heads": heads,

@@ -1,7 +1,14 @@
-"""The one exception type that ends a run with a message and exit code 2."""
+"""The exception types that end a run with a message and exit code 2."""
 
 
 class UsageError(Exception):
     """Bad input: a message for the user, no traceback (unless --verbose)."""
 
     exit_code = 2
+
+
+class UnsafeConnection(UsageError):
+    """Something tried to connect to a database that is not one of migcheck's scratch databases.
+
+    The message names the line of the user's code that asked for the connection.
+    """

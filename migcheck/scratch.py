@@ -2,8 +2,10 @@
 
 Two mechanisms keep the promise. Every `SQLAlchemy.init_app` sees its database URLs replaced by
 scratch URLs before it creates an engine (so a `postgresql://` URL needs no driver and an app factory
-that connects or calls `db.create_all()` lands in the scratch database). And a `do_connect` listener
-on every Engine refuses any connection that is not to a scratch database, whoever opens it.
+that connects or calls `db.create_all()` lands in the scratch database). And the guard (guard.py)
+refuses any connection that is not to a scratch database, whoever opens it: a `do_connect` listener
+on every Engine, and wrappers around the DB-API drivers' own connect functions, share one policy,
+`Scratch.owns`.
 
 The scratch databases are SQLite files in a temporary directory, or with `--db-url` databases on a
 PostgreSQL or MySQL/MariaDB server (see servers.py).
@@ -27,12 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
-from migcheck.errors import UsageError
+from migcheck import guard
+from migcheck.guard import Target
 from migcheck.servers import Server, parse_url
-
-
-class UnsafeConnection(UsageError):
-    """Something tried to connect to a database that is not one of migcheck's scratch databases."""
 
 
 class Scratch:
@@ -68,15 +67,15 @@ class Scratch:
                 return key
         return None
 
-    def owns(self, dialect: sa.engine.Dialect, cargs: Any, cparams: dict[str, Any]) -> bool:
-        if self.server is not None and self.server.owns(dialect, cparams):
+    def owns(self, target: Target) -> bool:
+        """The one policy of the guard: a scratch database of this run, or a private SQLite one."""
+        if self.server is not None and self.server.owns(target):
             return True
-        if dialect.name != "sqlite":
+        if target.backend != "sqlite" or target.database is None:
             return False
-        database = cargs[0] if cargs else cparams.get("database", "")
-        if database in ("", ":memory:"):
-            return True  # a private in-memory database touches nothing
-        path = os.path.realpath(str(database).removeprefix("file:").split("?")[0])
+        if target.database in ("", ":memory:"):
+            return True  # a private in-memory (or temporary) database touches nothing
+        path = os.path.realpath(target.database)
         return path.startswith(os.path.realpath(self.root) + os.sep)
 
     def redirect(self, app_config: dict[str, Any], db: SQLAlchemy) -> None:
@@ -140,15 +139,12 @@ def scratch_area(db_url: str | None = None) -> Iterator[Scratch]:
     scratch = Scratch(Path(tempfile.mkdtemp(prefix="migcheck-")), server)
 
     def refuse_foreign(dialect: sa.engine.Dialect, conn_rec: Any, cargs: Any,
-                       cparams: dict[str, Any]) -> None:
-        if not scratch.owns(dialect, cargs, cparams):
-            target = cparams.get("dbname") or cparams.get("database") or (cargs[0] if cargs else "")
-            raise UnsafeConnection(
-                f"Refused a connection to the {dialect.name} database {str(target)!r}: migcheck "
-                "only connects to its own scratch databases. Something in the app (or its env.py) "
-                "connects to the configured database directly instead of through Flask-SQLAlchemy; "
-                "make that connection lazy or read the URL from db.engine."
-            )
+                       cparams: dict[str, Any]) -> Any:
+        if server is not None and dialect is server.admin.dialect:
+            with guard.trusted():  # migcheck's own admin connection
+                return dialect.connect(*cargs, **cparams)
+        run_guard.check(guard.dialect_target(dialect, cargs, cparams))
+        return None  # SQLAlchemy connects as usual, through the guarded driver
 
     original_init_app = SQLAlchemy.init_app
 
@@ -166,9 +162,12 @@ def scratch_area(db_url: str | None = None) -> Iterator[Scratch]:
     sa.event.listen(sa.engine.Engine, "handle_error", remember_error)
     SQLAlchemy.init_app = init_app  # type: ignore[method-assign]
     try:
-        if server is not None:
-            server.open()
-        yield scratch
+        with guard.guarded(scratch.owns) as run_guard:
+            if server is not None:
+                server.open()
+            yield scratch
+        if run_guard.refused:  # the app caught the error and went on: the run still fails
+            raise run_guard.refused[0]
     finally:
         if server is not None:  # first: the sooner a Ctrl-C cannot interrupt it, the better
             _drop_server_databases(scratch, server)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from migcheck.errors import UsageError
+from migcheck.guard import Target, dialect_target
 
 # backend -> (the driver migcheck installs, the extra that installs it)
 _DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql"),
@@ -66,7 +66,8 @@ class Server:
         self.admin = sa.create_engine(url.set(database=admin_database), poolclass=NullPool,
                                       isolation_level="AUTOCOMMIT")
         # Where the driver connects (host, port, also from a ?host= socket path), to match connections.
-        self.where = self.admin.dialect.create_connect_args(self.admin.url)[1]
+        cargs, cparams = self.admin.dialect.create_connect_args(self.admin.url)
+        self.where = dialect_target(self.admin.dialect, cargs, cparams)
 
     @property
     def label(self) -> str:
@@ -105,15 +106,10 @@ class Server:
     def bind_for(self, database: str | None) -> str | None:
         return next((key for key, name in self.names.items() if name == database), None)
 
-    def owns(self, dialect: sa.engine.Dialect, cparams: dict[str, Any]) -> bool:
-        """A connection to one of this run's scratch databases, or migcheck's own admin connection."""
-        if dialect is self.admin.dialect:
-            return True
-        if dialect.name != self.admin.dialect.name:
-            return False
-        database = cparams.get("dbname") or cparams.get("database") or cparams.get("db")
-        return (database in self.names.values() and cparams.get("host") == self.where.get("host")
-                and cparams.get("port") == self.where.get("port"))
+    def owns(self, target: Target) -> bool:
+        """A connection to one of this run's scratch databases (the admin connection is trusted)."""
+        return (target.backend == self.where.backend and target.database in self.names.values()
+                and (target.host, target.port) == (self.where.host, self.where.port))
 
     def reset(self, bind_key: str | None) -> bool:
         """Empty a bind's scratch database; True if it held tables."""

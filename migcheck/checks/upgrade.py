@@ -15,7 +15,6 @@ from migcheck.appload import relative, user_location
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
 from migcheck.project import Project
-from migcheck.scratch import UnsafeConnection
 
 NAME = "upgrade"
 
@@ -59,9 +58,7 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
         return Finding(NAME, "upgrade-env-failed", "error",
                        f"env.py failed before any migration ran: {describe(exc)}",
                        where[0] if where else relative(path), where[1] if where else None,
-                       "take the engine from Flask-SQLAlchemy in env.py (`db.engine`, as `flask db "
-                       "init` writes it)" if isinstance(exc, UnsafeConnection)
-                       else "fix env.py; `flask db upgrade` fails the same way")
+                       "fix env.py; `flask db upgrade` fails the same way")
     revision = step.revision
     real = _aborting_error(exc, project.scratch.errors)
     caught = "" if real is exc else (" (that error was caught, and PostgreSQL then refused the rest of "

@@ -1,0 +1,272 @@
+"""The driver guard: raw DB-API connections that go around SQLAlchemy are refused, nothing is written.
+
+Each door (a raw connect when the app's module is imported, in the app factory, in env.py, and
+through `create_engine(..., creator=...)`) is tried with each driver, in SQLite mode and with
+`--db-url`; each test checks that the run stops with exit 2 naming the line, and that the database
+the code aimed at was not created or changed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT, Project
+from servers import Server, get_server
+
+WRITE = 'c.cursor().execute("CREATE TABLE leaked (id INTEGER)"); c.commit()'
+
+
+class Driver(NamedTuple):
+    module: str  # what the app imports
+    server: str | None  # the test server it reaches: "postgresql", "mysql", or None for SQLite
+    connect: str  # an expression opening a connection to {db} on {host}:{port} as {user}
+    dialect: str  # the SQLAlchemy URL prefix for an engine with creator=
+
+
+DRIVERS = {
+    "sqlite3": Driver("sqlite3", None, 'sqlite3.connect("real.db")', "sqlite://"),
+    "sqlite3-uri": Driver("sqlite3", None, 'sqlite3.connect("file:real.db?mode=rwc", uri=True)', "sqlite://"),
+    "psycopg": Driver("psycopg", "postgresql",
+                      'psycopg.connect("postgresql://{user}@{host}:{port}/{db}")', "postgresql+psycopg://"),
+    "psycopg-kwargs": Driver("psycopg", "postgresql",
+                             'psycopg.Connection.connect(host="{host}", port={port}, user="{user}", '
+                             'dbname="{db}")', "postgresql+psycopg://"),
+    "psycopg2": Driver("psycopg2", "postgresql",
+                       'psycopg2.connect("dbname={db} host={host} port={port} user={user}")',
+                       "postgresql+psycopg2://"),
+    "pg8000": Driver("pg8000.dbapi", "postgresql",
+                     'pg8000.dbapi.connect(user="{user}", host="{host}", port={port}, database="{db}")',
+                     "postgresql+pg8000://"),
+    "pymysql": Driver("pymysql", "mysql",
+                      'pymysql.connect(host="{host}", port={port}, user="{user}", database="{db}")',
+                      "mysql+pymysql://"),
+    "MySQLdb": Driver("MySQLdb", "mysql", 'MySQLdb.connect("{host}", "{user}", "", "{db}", {port})',
+                      "mysql+mysqldb://"),
+    "mysql.connector": Driver("mysql.connector", "mysql",
+                              'mysql.connector.connect(host="{host}", port={port}, user="{user}", '
+                              'database="{db}")', "mysql+mysqlconnector://"),
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class Aim(NamedTuple):
+    """What the app's code aims at, and how to see afterwards that it was left alone."""
+
+    expression: str  # the connect expression
+    untouched: object  # a callable returning True when the target was not created or changed
+
+
+@contextmanager
+def _aim(project: Project, driver: Driver) -> Iterator[Aim]:
+    if not _installed(driver.module):
+        pytest.skip(f"{driver.module} is not installed here")
+    if driver.server is None:
+        yield Aim(driver.connect, lambda: not (project.path / "real.db").exists())
+        return
+    server = get_server(driver.server)
+    url = sa.engine.make_url(server.url)
+    with server.database() as name:  # an existing database of the developer's, empty
+        expression = driver.connect.format(db=name, host=url.host, port=url.port, user=url.username)
+        yield Aim(expression, lambda: server.tables(name) == [])
+
+
+def _code(driver: Driver, expression: str, door: str) -> str:
+    """Lines that connect and create a table, at the door."""
+    if door == "creator":
+        return (f"import {driver.module}, sqlalchemy\n"
+                f'c = sqlalchemy.create_engine("{driver.dialect}", creator=lambda: {expression})'
+                ".raw_connection()\n"
+                f"{WRITE}\n")
+    return f"import {driver.module}\nc = {expression}\n{WRITE}\n"
+
+
+def _place(project: Project, code: str, door: str) -> str:
+    """Put the code where the door is; returns the file that holds it."""
+    if door in ("import", "creator"):
+        project.append("sample_app/extensions.py", "\n" + code)
+        return "sample_app/extensions.py"
+    indented = "".join(f"    {line}\n" for line in code.splitlines())
+    if door == "factory":
+        project.edit("sample_app/__init__.py", "    app.register_blueprint(bp)\n",
+                     f"    app.register_blueprint(bp)\n{indented}")
+        return "sample_app/__init__.py"
+    project.edit("migrations/env.py", "    connectable = get_engine()\n",
+                 f"{indented}    connectable = get_engine()\n")
+    return "migrations/env.py"
+
+
+def _refused(project: Project, driver_name: str, door: str, *args: str) -> None:
+    driver = DRIVERS[driver_name]
+    with _aim(project, driver) as aim:
+        path = _place(project, _code(driver, aim.expression, door), door)
+        line = project.line_of(path, "creator=" if door == "creator" else "c = ")
+        result = project.run(*args)
+        assert aim.untouched(), f"the {driver_name} connection got through: {result.output}"
+    assert result.code == 2, result.output
+    assert result.out == ""
+    assert result.err.startswith("migcheck: error: Refused a connection to the "), result.err
+    assert result.err.endswith(f"It happens at {path}:{line}.\n"), result.err
+
+
+DOORS = ["import", "factory", "env", "creator"]
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("driver", ["sqlite3", "psycopg", "pymysql"])
+def test_raw_connection_refused_in_sqlite_mode(project: Project, driver: str, door: str) -> None:
+    _refused(project, driver, door)
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("driver", ["sqlite3", "psycopg", "pymysql"])
+def test_raw_connection_refused_with_db_url(project: Project, server: Server, driver: str, door: str) -> None:
+    _refused(project, driver, door, "--db-url", server.url)
+
+
+@pytest.mark.parametrize("driver", ["sqlite3-uri", "psycopg-kwargs", "psycopg2", "pg8000", "MySQLdb",
+                                    "mysql.connector"])
+def test_other_drivers_and_spellings_refused(project: Project, driver: str) -> None:
+    _refused(project, driver, "factory")
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "pg8000", "MySQLdb", "mysql.connector"])
+def test_other_drivers_refused_through_creator(project: Project, driver: str) -> None:
+    _refused(project, driver, "creator")
+
+
+def test_refused_even_when_the_app_catches_the_error(project: Project) -> None:
+    project.append("sample_app/extensions.py", """
+import sqlite3
+try:
+    c = sqlite3.connect("real.db")
+    c.execute("CREATE TABLE leaked (id INTEGER)")
+except Exception:
+    pass
+""")
+    result = project.run()
+    assert not (project.path / "real.db").exists()
+    assert result.code == 2, result.output
+    assert result.err.endswith(
+        f"It happens at sample_app/extensions.py:{project.line_of('sample_app/extensions.py', 'c = ')}.\n")
+
+
+def test_connect_imported_by_name_is_refused(project: Project) -> None:
+    # Imported after the guard started (as every app module is), so it is the guarded function.
+    project.append("sample_app/extensions.py", "\nfrom sqlite3 import connect\nconnect('real.db').close()\n")
+    result = project.run()
+    assert not (project.path / "real.db").exists()
+    assert result.code == 2, result.output
+
+
+def test_private_and_scratch_sqlite_connections_are_allowed(project: Project) -> None:
+    _place(project, """
+import sqlite3
+sqlite3.connect(":memory:").execute("CREATE TABLE t (id INTEGER)")
+sqlite3.connect("file:mem?mode=memory", uri=True).close()
+with app.app_context():  # the scratch database itself, whichever way it is reached
+    sqlite3.connect(db.engine.url.database).execute("SELECT 1")
+""", "factory")
+    result = project.run()
+    assert result.code == 0, result.output
+    assert "no problems" in result.out
+
+
+def test_raw_connection_to_the_scratch_server_database_is_allowed(project: Project, postgres: Server) -> None:
+    _place(project, """
+import psycopg
+with app.app_context():
+    url = db.engine.url
+    psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database).close()
+""", "factory")
+    result = project.run("--db-url", postgres.url)
+    assert result.code == 0, result.output
+
+
+def test_drivers_unwrapped_after_the_run() -> None:
+    """In-process: the originals are back after the block, also when it raised."""
+    from migcheck import guard
+
+    original = sqlite3.connect
+    with pytest.raises(RuntimeError), guard.guarded(lambda target: False):
+        assert sqlite3.connect is not original
+        with pytest.raises(guard.UnsafeConnection):
+            sqlite3.connect(os.devnull + ".db")
+        raise RuntimeError
+    assert sqlite3.connect is original
+    assert sqlite3.dbapi2.connect is original
+    assert not any(type(finder).__name__ == "_PatchOnImport" for finder in sys.meta_path)
+
+
+def test_a_driver_imported_during_the_run_is_wrapped_then() -> None:
+    """A fresh interpreter: pymysql is not imported when the guard starts, and costs nothing until then."""
+    script = """
+import sys
+from migcheck import guard
+with guard.guarded(lambda target: False):
+    assert "pymysql" not in sys.modules
+    import pymysql
+    try:
+        pymysql.connect(host="127.0.0.1", port=1, database="shop")
+    except guard.UnsafeConnection as exc:
+        print(exc)
+print(pymysql.connections.Connection.__init__.__module__)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          check=True)
+    assert done.stdout.splitlines() == [
+        "Refused a connection to the mysql database 'shop' on 127.0.0.1:1: migcheck only connects to its "
+        "own scratch databases. Something in the app (or its env.py) connects to the configured database "
+        "directly instead of through Flask-SQLAlchemy; make that connection lazy or read the URL from "
+        "db.engine.",
+        "pymysql.connections",
+    ]
+
+
+@pytest.mark.parametrize(("server_name", "scheme", "module"), [
+    ("postgresql", "postgresql+psycopg2", "psycopg2"),
+    ("postgresql", "postgresql+pg8000", "pg8000"),
+    ("mysql", "mysql+mysqldb", "MySQLdb"),
+    ("mysql", "mysql+mysqlconnector", "mysql.connector"),
+])
+def test_scratch_databases_get_through_every_guarded_driver(project: Project, server_name: str, scheme: str,
+                                                            module: str) -> None:
+    if not _installed(module):
+        pytest.skip(f"{module} is not installed here")
+    url = sa.engine.make_url(get_server(server_name).url).set(drivername=scheme)
+    result = project.run("--db-url", url.render_as_string(hide_password=False))
+    assert result.code == 0, result.output
+    assert "no problems" in result.out
+
+
+def test_only_migcheck_itself_reaches_the_admin_database(project: Project, postgres: Server) -> None:
+    """migcheck's admin connection goes to `postgres`; the app's own connection there is refused."""
+    table = f"leaked_{os.getpid()}_{id(project)}"
+    url = sa.engine.make_url(postgres.url)
+    _place(project, f"""
+import psycopg
+c = psycopg.connect(host="{url.host}", port={url.port}, user="{url.username}", dbname="postgres")
+c.execute("CREATE TABLE {table} (id INTEGER)"); c.commit()
+""", "factory")
+    try:
+        result = project.run("--db-url", postgres.url)
+        assert postgres.execute(f"SELECT to_regclass('{table}') IS NULL") == [(True,)]
+    finally:
+        postgres.execute(f"DROP TABLE IF EXISTS {table}")
+    assert result.code == 2, result.output
+    assert result.err.startswith("migcheck: error: Refused a connection to the postgresql database "
+                                 f"'postgres' on {url.host}:{url.port}"), result.err
