@@ -129,15 +129,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ignores = _ignores(args.ignore, parser)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        from migcheck import suppress
+        from migcheck import progress, suppress
         from migcheck.project import Options
         from migcheck.runner import run
 
         baseline = suppress.read_baseline(Path(args.baseline)) if args.baseline else None
-        result = run(args.app, args.directory, checks,
-                     Options(compare_server_default=not args.no_server_defaults,
-                             db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
-                             sources=tuple(args.source), cache=not args.no_cache))
+        machine_report = (args.format or "text") != "text" and not args.output
+        with progress.status_line(sys.stderr, progress.wanted(sys.stderr, machine_report),
+                                  started) as step:
+            result = run(args.app, args.directory, checks,
+                         Options(compare_server_default=not args.no_server_defaults,
+                                 db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
+                                 sources=tuple(args.source), cache=not args.no_cache), step)
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)
