@@ -36,9 +36,9 @@ options given here override them.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "migcheck") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="migcheck",
+        prog=prog,
         description="Check that a Flask app's Flask-Migrate migrations match its Flask-SQLAlchemy "
                     "models, on a scratch database (never the app's own).",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -110,9 +110,10 @@ def _terminate(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)  # unwinds, so the scratch area is removed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
+    """`prog`: the command as the user typed it, for usage and errors (`flask migcheck`)."""
     started = time.perf_counter()  # the reported time includes importing the app and the libraries
-    parser = _parser()
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
         _apply_config(args)
