@@ -221,6 +221,7 @@ def _print(result: Run, args: argparse.Namespace) -> None:
     in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
     if args.output:
         try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # as pytest's --junitxml does
             Path(args.output).write_text(_render(form, result, False) + "\n", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"Could not write the report to {args.output!r}: {exc}.") from exc
