@@ -253,3 +253,17 @@ def test_a_second_run_of_the_action_resumes_from_the_restored_cache(project: Pro
     assert warm.code == 1, warm.output
     assert "(sample_app, 3 revisions (3 from cache), checks:" in warm.out
     assert "drift: column `user.age` is in the model" in warm.out
+
+
+def test_readme_pull_request_workflow_uses_the_actions_inputs_and_uploads_its_sarif() -> None:
+    section = (ROOT / "README.md").read_text().split("## GitHub Actions\n", 1)[1].split("\n## ", 1)[0]
+    workflow = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert workflow[True] == "pull_request"  # YAML 1.1 reads the key `on` as true
+    steps = workflow["jobs"]["migcheck"]["steps"]
+    [ours] = [step for step in steps if str(step.get("uses", "")).endswith("/migcheck@v1")]
+    assert set(ours["with"]) <= set(ACTION["inputs"])
+    args = ours["with"]["args"].split()
+    [upload] = [step for step in steps if step.get("uses") == "github/codeql-action/upload-sarif@v3"]
+    assert args[args.index("--format") + 1] == "sarif"
+    assert upload["with"]["sarif_file"] == args[args.index("--output") + 1]
+    assert workflow["jobs"]["migcheck"]["permissions"]["security-events"] == "write"
