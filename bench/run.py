@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import io
 import os
@@ -259,15 +260,29 @@ def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Pat
     return tools
 
 
+def previous_commit(layout: Layout, target: Path) -> Layout:
+    """The project as it was one commit before: the same files less the newest revision (so its
+    models are one migration ahead, as when a pull request adds a model change and its revision)."""
+    shutil.copytree(layout.root, target, ignore=shutil.ignore_patterns("__pycache__"))
+    head = hashlib.sha1(f"migcheck-bench-{layout.revisions - 1}".encode()).hexdigest()[:12]
+    [newest] = (target / "migrations" / "versions").glob(f"{head}_*.py")  # as generate.py names it
+    newest.unlink()
+    return layout._replace(root=target, revisions=layout.revisions - 1)
+
+
 def ci_cache(previous: Layout, place: Place, env: dict[str, str]) -> Callable[[], None]:
     """What the GitHub Action restores before a run: the cache directory that a run on the previous
     commit (the same history less its newest revision) saved. Made once, copied in before each run."""
     saved, restored = place.directory / "ci-cache-saved", place.directory / "ci-cache"
 
     def restore() -> None:
-        if not saved.exists():
-            subprocess.run([sys.executable, "-m", "migcheck", "--app", previous.app], cwd=previous.root,
-                           env={**env, "MIGCHECK_CACHE_DIR": str(saved)}, check=True, capture_output=True)
+        if not saved.exists():  # exit 1: the models are ahead of this history (drift); still cached
+            done = subprocess.run([sys.executable, "-m", "migcheck", "--app", previous.app],
+                                  cwd=previous.root, env={**env, "MIGCHECK_CACHE_DIR": str(saved)},
+                                  capture_output=True, text=True)
+            if done.returncode not in (0, 1) or not any(saved.glob("*/*/manifest.json")):
+                raise SystemExit(f"bench: the run on the previous commit saved no cache:\n{done.stdout}"
+                                 f"{done.stderr}")
         shutil.rmtree(restored, ignore_errors=True)
         shutil.copytree(saved, restored)
 
@@ -294,8 +309,7 @@ def bench_size(revisions: int, models: int, work: Path, where: list[Place], repe
     pa_root = pytest_alembic_copy(layout, size_dir / "pytest-alembic-project") if pa_python else None
     configured = size_dir / "configured.sqlite"  # what the app is configured with: must stay untouched
     cache = migcheck_has_cache()
-    # The commit before: the same generated history less its newest revision (same files otherwise).
-    previous = generate(size_dir / "previous", revisions - 1, models) if cache else None
+    previous = previous_commit(layout, size_dir / "previous") if cache else None
     tools = [tool for place in where
              for tool in tools_for(layout, place._replace(directory=place.directory / label), pa_root,
                                    pa_python, f"sqlite:///{configured}", cache, previous)]
