@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import io
 import os
@@ -210,7 +211,7 @@ def migcheck_has_cache() -> bool:
 
 
 def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Path | None,
-              configured_url: str, cache: bool) -> list[Tool]:
+              configured_url: str, cache: bool, previous: Layout | None = None) -> list[Tool]:
     python = sys.executable
     tmpdir = place.directory / "tmp"
     fresh = place.directory / "fresh.sqlite"
@@ -237,6 +238,11 @@ def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Pat
             Tool("migcheck-warm", "migcheck, warm cache", [migcheck], layout.root, migcheck_env, place.name,
                  edit_models),
         ]
+        if previous is not None:
+            tools.append(Tool("migcheck-ci", "migcheck, CI: cache of the previous commit + 1 new revision",
+                              [migcheck], layout.root,
+                              {**migcheck_env, "MIGCHECK_CACHE_DIR": str(place.directory / "ci-cache")},
+                              place.name, ci_cache(previous, place, migcheck_env)))
     else:
         tools.append(Tool("migcheck", "migcheck", [migcheck], layout.root, migcheck_env, place.name))
     tools.append(Tool("pipeline", "flask db pipeline (4 processes)",
@@ -252,6 +258,35 @@ def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Pat
                       [[python, str(BENCH / "updown.py"), PACKAGE, fresh_url]], layout.root,
                       base_env(fresh_url, tmpdir), place.name, remove_fresh))
     return tools
+
+
+def previous_commit(layout: Layout, target: Path) -> Layout:
+    """The project as it was one commit before: the same files less the newest revision (so its
+    models are one migration ahead, as when a pull request adds a model change and its revision)."""
+    shutil.copytree(layout.root, target, ignore=shutil.ignore_patterns("__pycache__"))
+    head = hashlib.sha1(f"migcheck-bench-{layout.revisions - 1}".encode()).hexdigest()[:12]
+    [newest] = (target / "migrations" / "versions").glob(f"{head}_*.py")  # as generate.py names it
+    newest.unlink()
+    return layout._replace(root=target, revisions=layout.revisions - 1)
+
+
+def ci_cache(previous: Layout, place: Place, env: dict[str, str]) -> Callable[[], None]:
+    """What the GitHub Action restores before a run: the cache directory that a run on the previous
+    commit (the same history less its newest revision) saved. Made once, copied in before each run."""
+    saved, restored = place.directory / "ci-cache-saved", place.directory / "ci-cache"
+
+    def restore() -> None:
+        if not saved.exists():  # exit 1: the models are ahead of this history (drift); still cached
+            done = subprocess.run([sys.executable, "-m", "migcheck", "--app", previous.app],
+                                  cwd=previous.root, env={**env, "MIGCHECK_CACHE_DIR": str(saved)},
+                                  capture_output=True, text=True)
+            if done.returncode not in (0, 1) or not any(saved.glob("*/*/manifest.json")):
+                raise SystemExit(f"bench: the run on the previous commit saved no cache:\n{done.stdout}"
+                                 f"{done.stderr}")
+        shutil.rmtree(restored, ignore_errors=True)
+        shutil.copytree(saved, restored)
+
+    return restore
 
 
 class SizeResult(NamedTuple):
@@ -274,9 +309,10 @@ def bench_size(revisions: int, models: int, work: Path, where: list[Place], repe
     pa_root = pytest_alembic_copy(layout, size_dir / "pytest-alembic-project") if pa_python else None
     configured = size_dir / "configured.sqlite"  # what the app is configured with: must stay untouched
     cache = migcheck_has_cache()
+    previous = previous_commit(layout, size_dir / "previous") if cache else None
     tools = [tool for place in where
              for tool in tools_for(layout, place._replace(directory=place.directory / label), pa_root,
-                                   pa_python, f"sqlite:///{configured}", cache)]
+                                   pa_python, f"sqlite:///{configured}", cache, previous)]
     results = run_tools(tools, repeat, size_dir / "logs", label)
     return SizeResult(revisions, models, generate_seconds, results, configured.exists())
 
@@ -421,7 +457,10 @@ def report(sizes: list[SizeResult], start: list[Result], context: Context) -> st
            f"({', '.join(context.checks)})"
            + ("; with `--no-cache` (every revision upgraded and round-tripped), and warm: with its cache "
               "of the migrated scratch database filled by an earlier run, after an edit to a models "
-              "file (no migration changed)." if warm else "."),
+              "file (no migration changed)" + ("; and as a CI job with the GitHub Action's cache: the "
+              "cache directory a run on the previous commit saved (the same history less its newest "
+              "revision) restored, then one new revision to check." if "migcheck-ci" in keys else ".")
+              if warm else "."),
            "- **flask db pipeline**: `flask db upgrade`, `flask db check`, `flask db downgrade base`, "
            "`flask db upgrade` (four processes; `check` needs the database at head) on a fresh SQLite file.",
            "- **pytest-alembic**: its four default tests (single head, upgrade, model definitions match "

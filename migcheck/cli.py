@@ -36,9 +36,9 @@ options given here override them.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "migcheck") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="migcheck",
+        prog=prog,
         description="Check that a Flask app's Flask-Migrate migrations match its Flask-SQLAlchemy "
                     "models, on a scratch database (never the app's own).",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -118,9 +118,10 @@ def _terminate(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)  # unwinds, so the scratch area is removed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
+    """`prog`: the command as the user typed it, for usage and errors (`flask migcheck`)."""
     started = time.perf_counter()  # the reported time includes importing the app and the libraries
-    parser = _parser()
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
         _apply_config(args)
@@ -137,16 +138,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ignores = _ignores(args.ignore, parser)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        from migcheck import suppress
+        from migcheck import progress, suppress
         from migcheck.project import Options
         from migcheck.runner import run
 
         baseline = suppress.read_baseline(Path(args.baseline)) if args.baseline else None
-        result = run(args.app, args.directory, checks,
-                     Options(compare_server_default=not args.no_server_defaults,
-                             db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
-                             sources=tuple(args.source), cache=not args.no_cache,
-                             since=args.since, git_base=args.git_base))
+        machine_report = (args.format or "text") != "text" and not args.output
+        with progress.status_line(sys.stderr, progress.wanted(sys.stderr, machine_report),
+                                  started) as step:
+            result = run(args.app, args.directory, checks,
+                         Options(compare_server_default=not args.no_server_defaults,
+                                 db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
+                                 sources=tuple(args.source), cache=not args.no_cache,
+                                 since=args.since, git_base=args.git_base), step)
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)
@@ -226,6 +230,7 @@ def _print(result: Run, args: argparse.Namespace) -> None:
     in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
     if args.output:
         try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # as pytest's --junitxml does
             Path(args.output).write_text(_render(form, result, False) + "\n", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"Could not write the report to {args.output!r}: {exc}.") from exc

@@ -11,21 +11,23 @@ from migcheck import cache
 from migcheck.appload import load_app, relative
 from migcheck.checks import drift, graph, imports, roundtrip, upgrade
 from migcheck.findings import Finding, Run
+from migcheck.progress import Progress, silent
 from migcheck.project import Options, Project, open_project
 from migcheck.scratch import Scratch, scratch_area
 
 
 def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
-        options: Options) -> Run:
+        options: Options, progress: Progress = silent) -> Run:
     started = time.perf_counter()
     with scratch_area(options.db_url) as scratch, warnings.catch_warnings():
         # Alembic warns about duplicate revision ids; the graph check reports them properly.
         warnings.filterwarnings("ignore", message=r"Revision \w+ is present more than once")
+        progress("loading the app", 0, 0)
         app = load_app(app_path)
         with app.app_context():
             project = open_project(app, scratch, directory, options)
             started_from = _fresh_start(scratch)
-            checked = run_checks(project, checks)
+            checked = run_checks(project, checks, progress)
     return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
                cached=checked.cached)
@@ -47,7 +49,8 @@ class Checked(NamedTuple):
     cached: int = 0  # revisions resumed from the cache instead of walked
 
 
-def run_checks(project: Project, checks: tuple[str, ...]) -> Checked:
+def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = silent) -> Checked:
+    progress("graph", 0, 0)
     findings = graph.check(project)
     if "graph" not in checks:  # still needed: nothing else can run on an unreadable history
         findings = [f for f in findings if f.severity == "fatal"]
@@ -55,21 +58,23 @@ def run_checks(project: Project, checks: tuple[str, ...]) -> Checked:
         return Checked(findings)
     cached = 0
     if {"upgrade", "drift", "roundtrip"} & set(checks):
-        walked, cached = _walk(project, "roundtrip" in checks)
+        walked, cached = _walk(project, "roundtrip" in checks, progress)
         findings += walked
         if "drift" in checks:  # drift compares against the upgraded schema
             if any(f.check == "upgrade" for f in walked):
                 findings.append(Finding("drift", "drift-skipped", "info",
                                         "drift not checked: the upgrade to head failed"))
             else:
+                progress("drift", 0, 0)
                 findings += drift.check(project)
     if "imports" in checks:  # last: it imports modules, which adds their tables to the metadata
+        progress("imports", 0, 0)
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
     return Checked(findings, cached)
 
 
-def _walk(project: Project, round_trip: bool) -> tuple[list[Finding], int]:
+def _walk(project: Project, round_trip: bool, progress: Progress) -> tuple[list[Finding], int]:
     """Upgrade to head, round-tripping every revision if asked; resumes from the cache.
 
     Returns the findings and how many revisions the cache spared.
@@ -79,7 +84,7 @@ def _walk(project: Project, round_trip: bool) -> tuple[list[Finding], int]:
     already = restored.revisions if restored else frozenset()
     # The round trip walks from base to head too, so it stands in for the plain upgrade.
     walked = (restored.findings if restored else []) + (
-        roundtrip.check(project, already) if round_trip else upgrade.check(project))
+        roundtrip.check(project, already, progress) if round_trip else upgrade.check(project, progress))
     if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
         cache.save(kept, project, walked, round_trip)
     return walked, len(already)

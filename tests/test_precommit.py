@@ -132,3 +132,31 @@ def test_this_repositorys_config_runs_migcheck_on_sample_app(project: Project) -
     assert result.code == 1 and drift(project) in result.out, result.output
     result = pre_commit(project, "run", "migcheck", "--files", ".gitignore")
     assert result.code == 0 and "(no files to check)Skipped" in result.out, result.output
+
+
+OLD_STACK = ["Flask==2.2.5", "Werkzeug==2.2.3", "Flask-SQLAlchemy==2.5.1", "SQLAlchemy==1.4.54",
+             "Flask-Migrate==3.1.0"]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="needs migcheck/compat.py (SQLAlchemy 1.4, Flask-SQLAlchemy 2.5), which another "
+                          "branch adds; the floors it needs are lowered already")
+def test_isolated_hook_runs_on_an_app_that_pins_an_old_stack(project: Project, hook_repo: Path) -> None:
+    # The app's own pins go in additional_dependencies; pip resolves them together with migcheck's
+    # floors in pre-commit's virtualenv, and migcheck runs on the old stack.
+    user_repo(project, drift=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=hook_repo, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    project.write(".pre-commit-config.yaml", yaml.safe_dump({"repos": [{
+        "repo": str(hook_repo), "rev": rev,
+        "hooks": [{"id": "migcheck-isolated", "additional_dependencies": OLD_STACK}]}]}))
+    commit_all(project.path)
+    result = pre_commit(project, "run", "migcheck-isolated", "--all-files", venv_on_path=False, timeout=600)
+    [environment] = (project.path / ".pre-commit-home").glob("repo*/py_env-*")
+    installed = subprocess.run([str(next(environment.glob("bin/python*"))), "-c",
+                                "import flask_sqlalchemy, sqlalchemy; "
+                                "print(flask_sqlalchemy.__version__, sqlalchemy.__version__)"],
+                               capture_output=True, text=True)
+    assert installed.stdout.split() == ["2.5.1", "1.4.54"], installed.stdout + installed.stderr
+    assert result.code == 1, result.output
+    assert drift(project) in result.out

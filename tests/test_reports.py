@@ -55,10 +55,19 @@ def test_output_file_gets_the_format_and_stdout_the_text(project: Project) -> No
     assert "migcheck: 1 error" in result.out
 
 
+def test_output_creates_missing_folders(project: Project) -> None:
+    # As pytest's --junitxml does: a CI step can name reports/migcheck.sarif without a mkdir first.
+    result = project.run("--format", "sarif", "--output", "reports/ci/migcheck.sarif", "--select", "graph")
+    assert result.code == 0, result.output
+    assert json.loads(project.read("reports/ci/migcheck.sarif"))["version"] == "2.1.0"
+    assert "migcheck: no problems" in result.out
+
+
 def test_unwritable_output_is_a_usage_error(project: Project) -> None:
-    result = project.run("--format", "json", "--output", "no/such/dir/report.json", "--select", "graph")
+    project.write("taken", "a file where the report's folder would go\n")
+    result = project.run("--format", "json", "--output", "taken/report.json", "--select", "graph")
     assert result.code == 2, result.output
-    assert "Could not write the report to 'no/such/dir/report.json'" in result.err
+    assert "Could not write the report to 'taken/report.json'" in result.err
     assert "Traceback" not in result.err
 
 

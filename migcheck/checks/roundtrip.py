@@ -24,6 +24,7 @@ from migcheck.checks import upgrade
 from migcheck.checks.graph import parents
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
+from migcheck.progress import Progress, silent
 from migcheck.project import Project
 
 NAME = "roundtrip"
@@ -47,7 +48,8 @@ class Step(NamedTuple):
     step: RevisionStep
 
 
-def check(project: Project, already: frozenset[str] = frozenset()) -> list[Finding]:
+def check(project: Project, already: frozenset[str] = frozenset(),
+          progress: Progress = silent) -> list[Finding]:
     """`already`: revisions an earlier run round-tripped (the cache put them in the database)."""
     untested, findings = _irreversible(project)
     # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
@@ -56,7 +58,8 @@ def check(project: Project, already: frozenset[str] = frozenset()) -> list[Findi
         current: list[Step] = []
         try:
             run_env(project, functools.partial(_walk, project, untested=untested, done=done,
-                                               current=current, findings=findings))
+                                               current=current, findings=findings,
+                                               progress=progress))
             return findings
         except _Restart:
             pass
@@ -68,8 +71,8 @@ def check(project: Project, already: frozenset[str] = frozenset()) -> list[Findi
 
 
 def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
-          done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding]
-          ) -> Iterator[RevisionStep]:
+          done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding],
+          progress: Progress) -> Iterator[RevisionStep]:
     """The steps for alembic to run; it runs each one before asking for the next."""
     connection = context.connection
     assert connection is not None
@@ -82,7 +85,9 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
         current.clear()
 
     before = snapshot.take(connection, context.version_table)
-    for step in project.script._upgrade_revs("heads", heads):  # type: ignore[arg-type]
+    steps = project.script._upgrade_revs("heads", heads)  # type: ignore[arg-type]
+    for number, step in enumerate(steps, upgrade.history_position(project, steps)):
+        progress(NAME, number, len(project.scripts))
         revision = step.revision
         yield from run("upgrade", step)
         after = snapshot.take(connection, context.version_table)

@@ -14,6 +14,7 @@ from migcheck import dialects
 from migcheck.appload import relative, user_location
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
+from migcheck.progress import Progress, silent
 from migcheck.project import Project
 
 NAME = "upgrade"
@@ -33,12 +34,14 @@ _SQLITE_LIMITS = (
 )
 
 
-def check(project: Project) -> list[Finding]:
+def check(project: Project, progress: Progress = silent) -> list[Finding]:
     current: list[RevisionStep] = []
 
     def upgrade_to_heads(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
         # Alembic runs each step as it is yielded, so `current` names the one that fails.
-        for step in project.script._upgrade_revs("heads", heads):  # type: ignore[arg-type]
+        steps = project.script._upgrade_revs("heads", heads)  # type: ignore[arg-type]
+        for number, step in enumerate(steps, history_position(project, steps)):
+            progress(NAME, number, len(project.scripts))
             current[:] = [step]
             yield step
         current.clear()
@@ -48,6 +51,11 @@ def check(project: Project) -> list[Finding]:
     except Exception as exc:
         return [failure(exc, current[0] if current else None, project)]
     return []
+
+
+def history_position(project: Project, steps: list[RevisionStep]) -> int:
+    """The place in the whole history of the first step (the database may hold earlier ones)."""
+    return len(project.scripts) - len(steps) + 1
 
 
 def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> Finding:
