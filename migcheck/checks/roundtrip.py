@@ -25,6 +25,7 @@ from migcheck.checks.graph import parents
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
 from migcheck.project import Project
+from migcheck.pyfile import read_source
 
 NAME = "roundtrip"
 
@@ -165,8 +166,7 @@ def _irreversible(project: Project) -> tuple[set[str], list[Finding]]:
 
 
 def _line_of(path: str, pattern: str | re.Pattern[str]) -> int | None:
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if (pattern.search(line) if isinstance(pattern, re.Pattern) else line.startswith(pattern)):
-                return number
+    for number, line in enumerate(read_source(path).splitlines(), 1):
+        if (pattern.search(line) if isinstance(pattern, re.Pattern) else line.startswith(pattern)):
+            return number
     return None
