@@ -2,10 +2,13 @@
 
 An entry is the scratch database(s) at the heads of the history, plus what the walk to those heads
 reported (round-trip findings). It is keyed on the content of every revision file up to those heads
-(a chain of hashes, so editing an old revision invalidates every entry built on it), env.py,
-alembic.ini, the Migrate(...) options and the library versions. A run restores the entry that covers
-the longest unchanged stretch of the history and walks on from there: only new or changed revisions
-are upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
+and of every project module each of them imports, transitively (a chain of hashes, so editing an old
+revision, or a model it imports, invalidates every entry built on it); on env.py and the project
+modules it imports, alembic.ini, the Migrate(...) options and the library versions. A revision file
+that reads state no file content keys (the app's configuration, the environment, other files: see
+dependencies.py) is never kept, nor anything above it. A run restores the entry that covers the
+longest unchanged stretch of the history and walks on from there: only new or changed revisions are
+upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, NamedTuple
 
 from migcheck import __version__
 from migcheck.checks.graph import parents
+from migcheck.dependencies import Dependencies, find_dependencies
 from migcheck.findings import Finding
 from migcheck.project import Project
 
@@ -33,7 +37,7 @@ _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 
 class Cache(NamedTuple):
     directory: Path  # this project environment's entries
-    chain: dict[str, str]  # revision -> hash of its file and its ancestors' files
+    chain: dict[str, str]  # revision -> hash of its files and its ancestors'; only those kept
 
 
 class Restored(NamedTuple):
@@ -54,7 +58,12 @@ def usable(project: Project) -> bool:
 
 def open_cache(project: Project) -> Cache:
     """Compute the keys before env.py runs: Flask-Migrate's env.py adds to the Migrate options."""
-    return Cache(_directory(project), _chain_keys(project))
+    env = os.fspath(project.directory / "env.py")
+    dependencies = find_dependencies([env, *(s.path for s in project.scripts)])
+    digests = _Digests()
+    imported = [digests.of_files(dependencies[env].files)]
+    return Cache(_directory(project, imported),
+                 _chain_keys(project, dependencies, digests))
 
 
 def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
@@ -84,6 +93,8 @@ def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
 def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool) -> None:
     """Keep the scratch database, now at the heads, with what the walk found on the way."""
     chain, directory = cache.chain, cache.directory
+    if not all(rev in chain for rev in project.script.get_heads()):
+        return  # a revision on the way reads state that no key covers
     heads = {rev: chain[rev] for rev in project.script.get_heads()}
     entry = directory / _digest(sorted(heads.values()))[:20]
     try:
@@ -123,7 +134,7 @@ def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:
     return True
 
 
-def _directory(project: Project) -> Path:
+def _directory(project: Project, more: list[str]) -> Path:
     """One directory per project environment: env.py, alembic.ini, Migrate options, versions."""
     parts = [__version__, sqlite3.sqlite_version, repr(sorted(map(str, project.binds)))]
     parts += [metadata.version(name) for name in _LIBRARIES]
@@ -131,16 +142,40 @@ def _directory(project: Project) -> Path:
         path = project.directory / name
         parts.append(_file_digest(path) if path.is_file() else "")
     parts += [f"{key}={_stable(value)}" for key, value in sorted(project.migrate_args.items())]
+    parts += more
     return cache_root() / _digest(parts)[:20]
 
 
-def _chain_keys(project: Project) -> dict[str, str]:
-    """revision -> a hash of its file and of its ancestors' files."""
+def _chain_keys(project: Project, dependencies: dict[str, Dependencies],
+                digests: _Digests) -> dict[str, str]:
+    """revision -> a hash of its file, the project files it imports, and its ancestors' keys.
+
+    Opaque revisions (and their descendants) get no key: they are never kept.
+    """
     keys: dict[str, str] = {}
     for script in reversed(list(project.script.walk_revisions())):  # parents first
-        keys[script.revision] = _digest([_file_digest(Path(script.path)),
-                                         *sorted(keys[p] for p in parents(script))])
+        imported = dependencies[script.path]
+        above = parents(script)
+        if imported.opaque or not all(p in keys for p in above):
+            continue
+        keys[script.revision] = _digest([digests.of(script.path), digests.of_files(imported.files),
+                                         *sorted(keys[p] for p in above)])
     return keys
+
+
+class _Digests:
+    """File hashes, each file read once per run (many revisions import the same models)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, str] = {}
+
+    def of(self, path: str) -> str:
+        if path not in self.known:
+            self.known[path] = _file_digest(Path(path))
+        return self.known[path]
+
+    def of_files(self, paths: frozenset[str]) -> str:
+        return _digest([f"{path}={self.of(path)}" for path in sorted(paths)])
 
 
 def _stable(value: Any) -> str:

@@ -86,3 +86,102 @@ def test_no_cache_flag(project: Project) -> None:
     assert project.run().code == 0
     result = project.run("--no-cache")
     assert result.code == 0 and "from cache" not in result.out, result.output
+
+
+HELPED_REVISION = '''"""flags, with helpers from the app"""
+from alembic import op
+
+from sample_app.migration_helpers import create_flags
+
+revision = 'ddd444'
+down_revision = 'e9e549eb0d5f'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    create_flags()
+
+
+def downgrade():
+    from sample_app.migration_helpers import drop_flags  # imported when it runs
+    drop_flags()
+'''
+
+HELPERS = '''from alembic import op
+import sqlalchemy as sa
+
+from .naming import FLAG_TABLE
+
+
+def create_flags():
+    op.create_table(FLAG_TABLE, sa.Column('id', sa.Integer(), primary_key=True))
+
+
+def drop_flags():
+    op.drop_table(FLAG_TABLE)
+'''
+
+FLAG_MODEL = '''
+
+class Flag(db.Model):
+    __tablename__ = "flag"
+    id = db.Column(db.Integer, primary_key=True)
+'''
+
+
+def _with_helpers(project: Project) -> None:
+    """A revision whose upgrade and downgrade are project code, two imports away."""
+    project.write("migrations/versions/ddd444_flags.py", HELPED_REVISION)
+    project.write("sample_app/migration_helpers.py", HELPERS)
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flag"\n')
+    project.append("sample_app/models/user.py", FLAG_MODEL)
+
+
+def test_code_a_revision_imports_is_part_of_the_key(project: Project) -> None:
+    """Cached pass, fresh fail: editing a module the revision imports must not reuse the entry."""
+    _with_helpers(project)
+    assert project.run().code == 0
+    warm = project.run()
+    assert warm.code == 0 and "4 revisions (4 from cache)" in warm.out, warm.output
+    # the downgrade (a function-level import) now forgets the table
+    project.edit("sample_app/migration_helpers.py", "    op.drop_table(FLAG_TABLE)", "    pass")
+    result = project.run()
+    assert result.code == 1, result.output
+    assert "downgrade of `ddd444` leaves table `flag` behind" in result.out
+    assert "from cache" not in result.out
+
+
+def test_fixing_imported_code_clears_a_cached_failure(project: Project) -> None:
+    """Cached fail, fresh pass: through a module the revision's import imports (naming.py)."""
+    _with_helpers(project)
+    project.edit("sample_app/migration_helpers.py", "    op.drop_table(FLAG_TABLE)",
+                 "    op.drop_table('flags')")
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flags"\n')
+    project.edit("sample_app/models/user.py", '__tablename__ = "flag"', '__tablename__ = "flags"')
+    # the upgrade makes `flags` and the downgrade drops it: passes; now rename to `flag`
+    assert project.run().code == 0
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flag"\n')
+    project.edit("sample_app/models/user.py", '__tablename__ = "flags"', '__tablename__ = "flag"')
+    failing = project.run()
+    assert failing.code == 1 and "downgrade of `ddd444`" in failing.out, failing.output
+    project.edit("sample_app/migration_helpers.py", "    op.drop_table('flags')",
+                 "    op.drop_table(FLAG_TABLE)")
+    fixed = project.run()
+    assert fixed.code == 0 and "from cache" not in fixed.out, fixed.output
+
+
+def test_revision_reading_runtime_state_is_not_cached(project: Project) -> None:
+    """What a revision reads while it runs (configuration, environment, files) is not in any key."""
+    project.write("migrations/versions/ddd444_flags.py", HELPED_REVISION.replace(
+        "def upgrade():\n    create_flags()",
+        "def upgrade():\n    import os\n    if os.environ.get('FLAGS', '1') == '1':\n"
+        "        create_flags()"))
+    project.write("sample_app/migration_helpers.py", HELPERS)
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flag"\n')
+    project.append("sample_app/models/user.py", FLAG_MODEL)
+    first = project.run()
+    assert first.code == 0 and "from cache" not in first.out, first.output
+    result = project.run(env={"FLAGS": "0"})  # no table to drop: the downgrade fails
+    assert result.code == 1 and "from cache" not in result.out, result.output
+    assert "downgrade of `ddd444` raises OperationalError: no such table: flag" in result.out
