@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 from migcheck import __version__
 from migcheck.checks.graph import parents
 from migcheck.dependencies import Dependencies, find_dependencies
-from migcheck.findings import Finding
+from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 3  # entries kept per project environment
 _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 
@@ -70,21 +70,17 @@ def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
     """Put the best cached database into the scratch area; None when there is none to trust."""
     known = set(cache.chain.values())
     candidates = []
-    for manifest_path in cache.directory.glob("*/manifest.json"):
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            usable_entry = (manifest["format"] == FORMAT and (manifest["roundtrip"] or not roundtrip)
-                            and set(manifest["heads"].values()) <= known)
-        except (OSError, ValueError, KeyError, TypeError):
-            shutil.rmtree(manifest_path.parent, ignore_errors=True)
-            continue
-        if usable_entry:
-            candidates.append((len(manifest["revisions"]), manifest_path.parent, manifest))
+    for entry in _entries(cache.directory):
+        manifest = _load_manifest(entry / "manifest.json")
+        if manifest is None:
+            shutil.rmtree(entry, ignore_errors=True)  # never trusted; this run makes a new one
+        elif (manifest["roundtrip"] or not roundtrip) and set(manifest["heads"].values()) <= known:
+            candidates.append((len(manifest["revisions"]), entry, manifest))
     for _, entry, manifest in sorted(candidates, key=lambda c: c[0], reverse=True):
         if _copy_in(project, entry, manifest["files"]):
             os.utime(entry)  # recently used: evicted last
-            findings = [Finding(**{**f, "details": f.get("details") or {}})
-                        for f in manifest["findings"] if roundtrip or f["check"] != "roundtrip"]
+            findings = [Finding(**f) for f in manifest["findings"]
+                        if roundtrip or f["check"] != "roundtrip"]
             return Restored(frozenset(manifest["revisions"]), findings)
         shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
     return None
@@ -111,7 +107,9 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                         "revisions": sorted(chain), "files": files,
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
-            (staging / "manifest.json").write_text(json.dumps(manifest, default=str))
+            text = json.dumps(manifest, default=str)
+            (staging / "manifest.json").write_text(json.dumps(
+                {"sha256": hashlib.sha256(text.encode()).hexdigest(), "manifest": text}))
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(staging, entry)
         finally:
@@ -119,6 +117,52 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
         _evict(directory)
     except (OSError, sqlite3.Error) as exc:  # a cache that cannot be written only costs speed
         print(f"migcheck: warning: could not write the cache in {directory}: {exc}", file=sys.stderr)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The entries of a project environment (not the ones being written: `.new-*`)."""
+    try:
+        return [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:  # no cache yet, or not a directory: nothing to restore
+        return []
+
+
+def _load_manifest(path: Path) -> dict[str, Any] | None:
+    """An entry's manifest if it is intact (its hash matches) and well-formed, else None."""
+    try:
+        envelope = json.loads(path.read_text(encoding="utf-8"))
+        text = envelope["manifest"]
+        if hashlib.sha256(text.encode()).hexdigest() != envelope["sha256"]:
+            return None
+        manifest = json.loads(text)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return manifest if _well_formed(manifest) else None
+
+
+_FINDING_TYPES: dict[str, tuple[type, ...]] = {
+    "check": (str,), "rule": (str,), "severity": (str,), "message": (str,), "path": (str, type(None)),
+    "line": (int, type(None)), "hint": (str, type(None)), "details": (dict,),
+}
+
+
+def _well_formed(manifest: Any) -> bool:
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(type(v) is str for v in value)
+
+    def string_map(value: Any) -> bool:
+        return isinstance(value, dict) and strings(list(value)) and strings(list(value.values()))
+
+    def finding(value: Any) -> bool:
+        return (isinstance(value, dict) and set(value) == set(_FINDING_TYPES)
+                and all(type(value[k]) in types for k, types in _FINDING_TYPES.items())
+                and value["severity"] in SEVERITIES)
+
+    return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
+            and type(manifest.get("roundtrip")) is bool and string_map(manifest.get("heads"))
+            and string_map(manifest.get("files")) and strings(manifest.get("revisions"))
+            and isinstance(manifest.get("findings"), list)
+            and all(finding(f) for f in manifest["findings"]))
 
 
 def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from conftest import Project
@@ -185,3 +187,49 @@ def test_revision_reading_runtime_state_is_not_cached(project: Project) -> None:
     result = project.run(env={"FLAGS": "0"})  # no table to drop: the downgrade fails
     assert result.code == 1 and "from cache" not in result.out, result.output
     assert "downgrade of `ddd444` raises OperationalError: no such table: flag" in result.out
+
+
+def _manifest(project: Project) -> Path:
+    [manifest] = (project.path / ".migcheck-cache").glob("*/*/manifest.json")
+    return manifest
+
+
+def _flip(path: Path, pattern: bytes, replacement: bytes) -> None:
+    """Change what matches `pattern` in a file, as flipped bits on disk would."""
+    data, count = re.subn(pattern, replacement, path.read_bytes())
+    assert count, f"{pattern!r} not in {path}"
+    path.write_bytes(data)
+
+
+def test_manifest_with_a_flipped_severity_is_evicted(project: Project) -> None:
+    project.replace_downgrade(BIO, "    pass\n")
+    fresh = project.run("--select", "roundtrip", "--format", "json")
+    assert fresh.code == 1, fresh.output
+    _flip(_manifest(project), rb"(?<=severity)(\\?\"): (\\?\")error", rb'\1: \2errOr')
+    result = project.run("--select", "roundtrip", "--format", "json")
+    assert result.code == 1, result.output  # not 0 with an error in the report
+    report = json.loads(result.out)
+    assert report["cached"] == 0 and report == {**json.loads(fresh.out), "seconds": report["seconds"]}
+    assert "errOr" not in _manifest(project).read_text()  # rebuilt by that run
+    text = project.run("--select", "roundtrip")
+    assert text.code == 1 and SUMMARY_CACHED in text.out, text.output
+
+
+def test_manifest_with_a_flipped_line_number_is_evicted(project: Project) -> None:
+    path = project.replace_downgrade(BIO, "    pass\n")
+    line = project.line_of(path, "def downgrade")
+    assert project.run("--select", "roundtrip").code == 1
+    _flip(_manifest(project), rb"(?<=line)(\\?\"): " + str(line).encode(), rb"\1: 7")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert f"{path}:{line}: roundtrip: downgrade of `{BIO}`" in result.out
+    assert "from cache" not in result.out
+    assert SUMMARY_CACHED in project.run("--select", "roundtrip").out
+
+
+def test_entry_without_a_loadable_manifest_is_evicted(project: Project) -> None:
+    assert project.run().code == 0
+    manifest = _manifest(project)
+    manifest.write_text('{"format": 1}')
+    assert "from cache" not in project.run().out
+    assert SUMMARY_CACHED in project.run().out
