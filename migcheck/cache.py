@@ -45,9 +45,17 @@ class Restored(NamedTuple):
     findings: list[Finding]  # what the walk over them reported when the entry was made
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(os.environ.get("MIGCHECK_CACHE_DIR") or os.path.join(base, "migcheck"))
+def cache_root() -> Path | None:
+    """MIGCHECK_CACHE_DIR, else $XDG_CACHE_HOME/migcheck, else ~/.cache/migcheck; None if there is
+    no home directory (HOME unset and a uid without a passwd entry, as in some containers)."""
+    if os.environ.get("MIGCHECK_CACHE_DIR"):
+        return Path(os.environ["MIGCHECK_CACHE_DIR"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"], "migcheck")
+    try:
+        return Path.home() / ".cache" / "migcheck"
+    except (RuntimeError, KeyError, OSError):
+        return None
 
 
 def usable(project: Project) -> bool:
@@ -56,18 +64,34 @@ def usable(project: Project) -> bool:
         project.scripts)
 
 
-def open_cache(project: Project) -> Cache:
-    """Compute the keys before env.py runs: Flask-Migrate's env.py adds to the Migrate options."""
+def open_cache(project: Project) -> Cache | None:
+    """Compute the keys before env.py runs: Flask-Migrate's env.py adds to the Migrate options.
+
+    None, with a warning, when there is nowhere to keep a cache: the run goes on without one.
+    """
+    root = cache_root()
+    if root is None:
+        _warn("no cache: cannot find a home directory for ~/.cache/migcheck (HOME is not set); set "
+              "MIGCHECK_CACHE_DIR to keep one")
+        return None
     env = os.fspath(project.directory / "env.py")
     dependencies = find_dependencies([env, *(s.path for s in project.scripts)])
     digests = _Digests()
     imported = [digests.of_files(dependencies[env].files)]
-    return Cache(_directory(project, imported),
+    return Cache(_directory(root, project, imported),
                  _chain_keys(project, dependencies, digests))
 
 
 def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
     """Put the best cached database into the scratch area; None when there is none to trust."""
+    try:
+        return _restore(cache, project, roundtrip)
+    except OSError as exc:  # an unreadable cache only costs speed
+        _warn(f"could not read the cache in {cache.directory}: {exc}")
+        return None
+
+
+def _restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
     known = set(cache.chain.values())
     candidates = []
     for entry in _entries(cache.directory):
@@ -116,7 +140,11 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
             shutil.rmtree(staging, ignore_errors=True)
         _evict(directory)
     except (OSError, sqlite3.Error) as exc:  # a cache that cannot be written only costs speed
-        print(f"migcheck: warning: could not write the cache in {directory}: {exc}", file=sys.stderr)
+        _warn(f"could not write the cache in {directory}: {exc}")
+
+
+def _warn(message: str) -> None:
+    print(f"migcheck: warning: {message}", file=sys.stderr)
 
 
 def _entries(directory: Path) -> list[Path]:
@@ -178,7 +206,7 @@ def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:
     return True
 
 
-def _directory(project: Project, more: list[str]) -> Path:
+def _directory(root: Path, project: Project, more: list[str]) -> Path:
     """One directory per project environment: env.py, alembic.ini, Migrate options, versions."""
     parts = [__version__, sqlite3.sqlite_version, repr(sorted(map(str, project.binds)))]
     parts += [metadata.version(name) for name in _LIBRARIES]
@@ -187,7 +215,7 @@ def _directory(project: Project, more: list[str]) -> Path:
         parts.append(_file_digest(path) if path.is_file() else "")
     parts += [f"{key}={_stable(value)}" for key, value in sorted(project.migrate_args.items())]
     parts += more
-    return cache_root() / _digest(parts)[:20]
+    return root / _digest(parts)[:20]
 
 
 def _chain_keys(project: Project, dependencies: dict[str, Dependencies],

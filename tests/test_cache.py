@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import Project
 
 BIO = "428a6cc61e6a"
@@ -233,3 +240,44 @@ def test_entry_without_a_loadable_manifest_is_evicted(project: Project) -> None:
     manifest.write_text('{"format": 1}')
     assert "from cache" not in project.run().out
     assert SUMMARY_CACHED in project.run().out
+
+
+def test_no_home_directory_costs_a_warning_not_the_run(project: Project) -> None:
+    """HOME unset and a uid without a passwd entry: no default cache location, but a run."""
+    uid = 54321
+    try:
+        pwd.getpwuid(uid)
+        pytest.skip(f"uid {uid} has a passwd entry here")
+    except KeyError:
+        pass
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run migcheck with a real uid that has no passwd entry")
+    # Only the real uid changes (the home directory is looked up by it; os.access() checks it too):
+    # a copy of the project where every user may read it.
+    shared = Path(tempfile.mkdtemp(prefix="migcheck-nohome-"))
+    try:
+        shared.chmod(0o755)
+        copy = Project(shared / "project")
+        shutil.copytree(project.path, copy.path)
+        for directory in [copy.path, *(p for p in copy.path.rglob("*") if p.is_dir())]:
+            directory.chmod(0o755)
+        env = {k: v for k, v in copy.env().items()
+               if k not in ("HOME", "XDG_CACHE_HOME", "MIGCHECK_CACHE_DIR")}
+        done = subprocess.run([sys.executable, "-m", "migcheck", "--app=sample_app:app"],
+                              cwd=copy.path, env=env, capture_output=True, text=True, timeout=120,
+                              preexec_fn=lambda: os.setreuid(uid, 0))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "no problems" in done.stdout
+        assert done.stderr.count("migcheck: warning:") == 1 and "cache" in done.stderr, done.stderr
+        assert not any(copy.tmp.iterdir()), "scratch area left behind"
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_cache_directory_that_is_a_file_costs_a_warning(project: Project) -> None:
+    blocker = project.write("cache-file", "not a directory\n")
+    for _ in range(2):
+        result = project.run(env={"MIGCHECK_CACHE_DIR": str(blocker)})
+        assert result.code == 0 and "no problems" in result.out, result.output
+        assert "migcheck: warning:" in result.err and "cache" in result.err
+    assert blocker.read_text() == "not a directory\n"
