@@ -1,10 +1,11 @@
 """Scratch databases on a real PostgreSQL or MySQL/MariaDB server (`--db-url`).
 
 Given a server URL, migcheck creates one database per bind, named `migcheck_<random>_<bind>`, and
-drops it at the end. Given a URL that names a database, it uses that database only if it holds no
-tables, and empties it again at the end. The one other connection it opens is its own admin
-connection, which runs nothing but those CREATE / DROP DATABASE statements (or, for a given
-database, the emptiness check and the emptying).
+drops it at the end. Given a URL that names a database, it uses that database only if it holds
+nothing at all (no table, view, sequence, type, routine, ...: anything the emptying might drop, or
+that would change what the migrations do), and empties it again at the end. The one other
+connection it opens is its own admin connection, which runs nothing but those CREATE / DROP DATABASE
+statements (or, for a given database, the emptiness check and the emptying).
 """
 
 from __future__ import annotations
@@ -79,11 +80,11 @@ class Server:
             self.url_for(None)  # the default bind's database; nearly every app has one
             return
         with self._admin() as connection:
-            tables = _tables(connection)
-        if tables:
-            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            found = _contents(connection)
+        if found:
+            shown = ", ".join(found[:8]) + (f", and {len(found) - 8} more" if len(found) > 8 else "")
             raise UsageError(
-                f"--db-url names the database {self.given!r}, which already holds tables ({shown}). "
+                f"--db-url names the database {self.given!r}, which is not empty: it holds {shown}. "
                 "migcheck only works in an empty database, which it fills and empties again: give "
                 "an empty one, or a URL without a database name so that migcheck creates (and drops) "
                 "its own.")
@@ -233,6 +234,52 @@ def _tables(connection: sa.engine.Connection) -> list[str]:
     return [f"{schema}.{name}" if schema and schema != "public" else name
             for schema in _schemas(connection)
             for name in inspector.get_table_names(schema) + inspector.get_view_names(schema)]
+
+
+# Every object in a user schema of a PostgreSQL database (not a table's row type, not an array type).
+_PG_CONTENTS = """
+SELECT kind, nspname, name FROM (
+    SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                          WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                          WHEN 'c' THEN 'type' ELSE 'table' END AS kind,
+           c.relnamespace AS namespace, c.relname AS name
+      FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+    UNION ALL
+    SELECT 'type', t.typnamespace, t.typname FROM pg_catalog.pg_type t
+     WHERE t.typrelid = 0 AND t.typcategory <> 'A'
+    UNION ALL
+    SELECT 'function', p.pronamespace, p.proname FROM pg_catalog.pg_proc p
+    UNION ALL
+    SELECT 'operator', o.oprnamespace, o.oprname FROM pg_catalog.pg_operator o
+    UNION ALL
+    SELECT 'collation', l.collnamespace, l.collname FROM pg_catalog.pg_collation l
+    UNION ALL
+    SELECT 'text search configuration', s.cfgnamespace, s.cfgname FROM pg_catalog.pg_ts_config s
+) AS found JOIN pg_catalog.pg_namespace n ON n.oid = found.namespace
+WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+"""
+
+# The same for the MySQL/MariaDB database of the connection (MariaDB lists sequences as tables).
+_MYSQL_CONTENTS = (
+    "SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' WHEN 'SEQUENCE' THEN 'sequence' ELSE 'table' END,"
+    " TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+    "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM information_schema.ROUTINES"
+    " WHERE ROUTINE_SCHEMA = DATABASE()",
+    "SELECT 'event', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()",
+    "SELECT 'trigger', TRIGGER_NAME FROM information_schema.TRIGGERS"
+    " WHERE TRIGGER_SCHEMA = DATABASE()",
+)
+
+
+def _contents(connection: sa.engine.Connection) -> list[str]:
+    """Everything a database holds, as "kind name", sorted; empty for an empty database."""
+    if connection.dialect.name == "postgresql":
+        found = [f"{kind} {name if schema == 'public' else f'{schema}.{name}'}"
+                 for kind, schema, name in connection.execute(sa.text(_PG_CONTENTS))]
+    else:
+        found = [f"{kind} {name}" for query in _MYSQL_CONTENTS
+                 for kind, name in connection.execute(sa.text(query))]
+    return sorted(found)
 
 
 def _types_or_sequences(connection: sa.engine.Connection) -> bool:

@@ -149,9 +149,37 @@ def test_given_database_with_tables_is_refused(server: Server, project: Project)
         server.execute("CREATE TABLE keep_me (id INTEGER)", database=name)
         result = run_on(server, project, db_url=server.url + name)
         assert result.code == 2, result.output
-        assert (f"migcheck: error: --db-url names the database '{name}', which already holds tables "
-                "(keep_me)") in result.err
+        assert (f"migcheck: error: --db-url names the database '{name}', which is not empty: it "
+                "holds table keep_me.") in result.err
         assert server.tables(name) == ["keep_me"]
+
+
+def test_given_database_with_other_objects_is_refused(postgres: Server, project: Project) -> None:
+    """No tables, but objects that the emptying would drop (or that change the results)."""
+    with postgres.database() as name:
+        postgres.execute("CREATE SEQUENCE keep_seq", "CREATE TYPE keep_mood AS ENUM ('ok')",
+                         "CREATE SCHEMA other", "CREATE DOMAIN other.keep_positive AS integer",
+                         "CREATE FUNCTION keep_one() RETURNS integer LANGUAGE sql AS 'SELECT 1'",
+                         database=name)
+        result = run_on(postgres, project, db_url=postgres.url + name)
+        assert result.code == 2, result.output
+        assert (f"--db-url names the database '{name}', which is not empty: it holds function "
+                "keep_one, sequence keep_seq, type keep_mood, type other.keep_positive.") in result.err
+        left = postgres.execute(
+            "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'keep_seq')"
+            " + (SELECT count(*) FROM pg_type WHERE typname IN ('keep_mood', 'keep_positive'))"
+            " + (SELECT count(*) FROM pg_proc WHERE proname = 'keep_one')", database=name)
+        assert left == [(4,)]
+
+
+def test_given_database_with_a_routine_is_refused(mysql: Server, project: Project) -> None:
+    with mysql.database() as name:
+        mysql.execute("CREATE FUNCTION keep_one() RETURNS INTEGER DETERMINISTIC RETURN 1",
+                      database=name)
+        result = run_on(mysql, project, db_url=mysql.url + name)
+        assert result.code == 2, result.output
+        assert "which is not empty: it holds function keep_one." in result.err
+        assert mysql.execute("SELECT keep_one()", database=name) == [(1,)]
 
 
 def test_missing_privilege_says_what_to_grant(server: Server, project: Project) -> None:
