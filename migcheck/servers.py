@@ -28,11 +28,14 @@ _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
 
 def parse_url(text: str) -> sa.URL:
     """The --db-url as a URL with a driver migcheck knows, or a UsageError that says what is wrong."""
+    not_a_url = UsageError(f"--db-url: {text!r} is not a database URL; give one like "
+                           "postgresql://USER@HOST:5432/ or mysql+pymysql://USER@HOST:3306/")
     try:
-        url = sa.engine.make_url(text)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"--db-url: {text!r} is not a database URL; give one like "
-                         "postgresql://USER@HOST:5432/ or mysql+pymysql://USER@HOST:3306/") from None
+        url = sa.engine.url.make_url(text)
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise not_a_url from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise not_a_url
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
         raise UsageError(f"--db-url: {url.drivername!r} is not supported: give a PostgreSQL or "

@@ -247,6 +247,14 @@ def test_sqlite_url_is_not_a_server(project: Project) -> None:
     assert "give a PostgreSQL or MySQL/MariaDB server URL" in result.err
 
 
+@pytest.mark.parametrize("url", ["postgresql://postgres@127.0.0.1:abc/", "mysql://root@[::1/",
+                                 "postgresql://postgres@127.0.0.1:99999999999/"])
+def test_malformed_url_is_not_a_database_url(project: Project, url: str) -> None:
+    result = project.run("--db-url", url)
+    assert result.code == 2, result.output
+    assert result.err.startswith(f"migcheck: error: --db-url: {url!r} is not a database URL"), result.err
+
+
 def test_pg_app_needs_postgres_on_sqlite(tmp_path: Path) -> None:
     pg_app = copy_fixture("pg_app", tmp_path)
     revision = pg_app.revision_file("517ee0dd3017")
