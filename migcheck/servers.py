@@ -26,9 +26,12 @@ _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
 
 
-def parse_url(text: str) -> sa.URL:
-    """The --db-url as a URL with a driver migcheck knows, or a UsageError that says what is wrong."""
-    not_a_url = UsageError(f"--db-url: {text!r} is not a database URL; give one like "
+def parse_url(text: str, origin: str = "--db-url") -> sa.URL:
+    """The --db-url as a URL with a driver migcheck knows, or a UsageError that says what is wrong.
+
+    `origin` names where the URL came from (the flag, the environment or pyproject.toml).
+    """
+    not_a_url = UsageError(f"{origin}: {text!r} is not a database URL; give one like "
                            "postgresql://USER@HOST:5432/ or mysql+pymysql://USER@HOST:3306/")
     try:
         url = sa.engine.url.make_url(text)
@@ -38,7 +41,7 @@ def parse_url(text: str) -> sa.URL:
         raise not_a_url
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
-        raise UsageError(f"--db-url: {url.drivername!r} is not supported: give a PostgreSQL or "
+        raise UsageError(f"{origin}: {url.drivername!r} is not supported: give a PostgreSQL or "
                          "MySQL/MariaDB server URL (SQLite is the default and needs no --db-url)")
     driver, extra = _DRIVERS[backend]
     if url.drivername == backend:
@@ -48,10 +51,10 @@ def parse_url(text: str) -> sa.URL:
     except ImportError as exc:
         install = (f'pip install "migcheck[{extra}]"' if url.get_driver_name() == driver
                    else f"install it, or use {backend}+{driver}:// with pip install \"migcheck[{extra}]\"")
-        raise UsageError(f"--db-url needs the {url.get_driver_name()} driver, which is not installed "
+        raise UsageError(f"{origin} needs the {url.get_driver_name()} driver, which is not installed "
                          f"({exc}): {install}") from None
     except sa.exc.NoSuchModuleError:
-        raise UsageError(f"--db-url: unknown driver in {url.drivername!r}; use {backend}+{driver}://") \
+        raise UsageError(f"{origin}: unknown driver in {url.drivername!r}; use {backend}+{driver}://") \
             from None
     return url
 
@@ -59,8 +62,9 @@ def parse_url(text: str) -> sa.URL:
 class Server:
     """The scratch databases of one run on one server."""
 
-    def __init__(self, url: sa.URL) -> None:
+    def __init__(self, url: sa.URL, origin: str = "--db-url") -> None:
         self.url = url
+        self.origin = origin  # where the URL came from, for error messages
         self.backend = url.get_backend_name()
         self.given = url.database or None  # a database named in the URL: use it, never create or drop
         self.token = secrets.token_hex(4)
@@ -87,7 +91,7 @@ class Server:
         if found:
             shown = ", ".join(found[:8]) + (f", and {len(found) - 8} more" if len(found) > 8 else "")
             raise UsageError(
-                f"--db-url names the database {self.given!r}, which is not empty: it holds {shown}. "
+                f"{self.origin} names the database {self.given!r}, which is not empty: it holds {shown}. "
                 "migcheck only works in an empty database, which it fills and empties again: give "
                 "an empty one, or a URL without a database name so that migcheck creates (and drops) "
                 "its own.")
@@ -98,7 +102,7 @@ class Server:
             if self.given:
                 if self.names:
                     raise UsageError(
-                        f"--db-url names one database ({self.given!r}), but the app has several "
+                        f"{self.origin} names one database ({self.given!r}), but the app has several "
                         f"(binds: {', '.join(_bind_label(k) for k in [*self.names, bind_key])}). "
                         "Give a URL without a database name so that migcheck creates one per bind.")
                 self.names[bind_key] = self.given
@@ -161,7 +165,7 @@ class Server:
         try:
             connection = self.admin.connect()
         except sa.exc.DBAPIError as exc:
-            raise UsageError(f"--db-url: cannot connect to {self.label} as "
+            raise UsageError(f"{self.origin}: cannot connect to {self.label} as "
                              f"{self.url.username or 'the default user'}: {_error(exc)}") from None
         if self.backend != "postgresql":
             connection.exec_driver_sql("SET SESSION lock_wait_timeout = 30")
@@ -183,7 +187,7 @@ class Server:
                 connection.exec_driver_sql(f"CREATE DATABASE {_quote(connection, name)}")
             except sa.exc.DBAPIError as exc:
                 self.created.remove(name)
-                raise UsageError(f"--db-url: cannot create the scratch database {name!r} on "
+                raise UsageError(f"{self.origin}: cannot create the scratch database {name!r} on "
                                  f"{self.label}: {_error(exc)}. {self._grant_advice()}") from None
         return name
 
