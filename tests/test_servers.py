@@ -371,7 +371,7 @@ def test_sqlite_blind_spots_are_checked_on_servers(server: Server, project: Proj
 def test_unreachable_server_is_a_usage_error_without_the_password(project: Project) -> None:
     result = project.run(env={"MIGCHECK_DATABASE_URL": "postgresql://postgres:s3cret@127.0.0.1:1/"})
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: --db-url: cannot connect to "
+    assert result.err.startswith("migcheck: error: MIGCHECK_DATABASE_URL: cannot connect to "
                                  "postgresql+psycopg://postgres:***@127.0.0.1:1/ as postgres: ")
     assert "s3cret" not in result.output
     assert "Traceback" not in result.output
