@@ -17,10 +17,11 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import sys
 import sysconfig
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 from migcheck.pyfile import read_source
 
@@ -29,6 +30,7 @@ _OPAQUE_NAMES = frozenset({
     "current_app", "environ", "getenv", "open", "read_text", "read_bytes", "import_module",
     "__import__", "exec", "eval", "load_source", "spec_from_file_location",
 })
+_OPAQUE_WORDS = re.compile(r"\b(?:" + "|".join(sorted(_OPAQUE_NAMES)) + r")\b")
 _LIBRARY_DIRS = tuple(
     os.path.realpath(path) + os.sep
     for path in {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
@@ -78,26 +80,41 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
 def _scan(path: str, package: str | None) -> Scan:
     """The import statements and opaque names of one file (`package`: for its relative imports)."""
     try:
-        tree = ast.parse(read_source(path), path)
+        source = read_source(path)
+        tree = ast.parse(source, path)
     except (OSError, SyntaxError, ValueError):
         return Scan((), False)  # keyed by its content all the same; nothing more to follow
     names: list[str] = []
     opaque = False
-    for node in ast.walk(tree):
+    for node in _statements(tree.body):  # imports are statements: no need to visit expressions
         if isinstance(node, ast.Import):
             names += [parent for alias in node.names for parent in _with_parents(alias.name)]
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(node, package)
-            if base is None:
-                continue
-            names += _with_parents(base)
-            names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
-            opaque = opaque or any(alias.name in _OPAQUE_NAMES for alias in node.names)
-        elif isinstance(node, ast.Name):
-            opaque = opaque or node.id in _OPAQUE_NAMES
-        elif isinstance(node, ast.Attribute):
-            opaque = opaque or node.attr in _OPAQUE_NAMES
+            if base is not None:
+                names += _with_parents(base)
+                names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+    if _OPAQUE_WORDS.search(source):  # rare: only then is every expression visited
+        opaque = any(_is_opaque(node) for node in ast.walk(tree))
     return Scan(tuple(dict.fromkeys(names)), opaque)
+
+
+def _statements(body: list[Any]) -> Iterator[ast.AST]:
+    """Every statement, also those nested in functions, classes, branches, loops, try and match."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, None) or [])
+
+
+def _is_opaque(node: ast.AST) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id in _OPAQUE_NAMES
+    if isinstance(node, ast.Attribute):
+        return node.attr in _OPAQUE_NAMES
+    if isinstance(node, ast.ImportFrom):
+        return any(alias.name in _OPAQUE_NAMES for alias in node.names)
+    return False
 
 
 def _absolute(node: ast.ImportFrom, package: str | None) -> str | None:
