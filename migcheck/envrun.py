@@ -52,8 +52,10 @@ def _checked_file_config() -> Iterator[None]:
     def file_config(*args: Any, **kwargs: Any) -> None:
         saved = _logging_state()
         try:
+            # Keep the handlers that exist (fileConfig would close them all); log files stay unopened.
             with mock.patch.object(logging.FileHandler, "_open", _open_devnull), \
-                    mock.patch.object(logging.config, "_clearExistingHandlers", lambda: None):
+                    mock.patch.object(logging.config, "_clearExistingHandlers", lambda: None,
+                                      create=True):
                 real(*args, **kwargs)
         finally:
             _restore(saved)
