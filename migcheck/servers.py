@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -70,6 +70,7 @@ class Server:
         self.token = secrets.token_hex(4)
         self.names: dict[str | None, str] = {}  # bind key -> scratch database name
         self.created: list[str] = []
+        self.extensions: frozenset[str] = frozenset()  # those a given database held: kept
         admin_database = self.given or ("postgres" if self.backend == "postgresql" else None)
         self.admin = sa.create_engine(url.set(database=admin_database), poolclass=NullPool,
                                       isolation_level="AUTOCOMMIT")
@@ -87,7 +88,8 @@ class Server:
             self.url_for(None)  # the default bind's database; nearly every app has one
             return
         with self._admin() as connection:
-            found = _contents(connection)
+            found = [content.label for content in _contents(connection)]
+            self.extensions = _extensions(connection)
         if found:
             shown = ", ".join(found[:8]) + (f", and {len(found) - 8} more" if len(found) > 8 else "")
             raise UsageError(
@@ -129,7 +131,7 @@ class Server:
         if self.given:
             with self._admin() as connection:
                 had_tables = bool(_tables(connection))
-                _empty(connection)
+                _empty(connection, self.extensions)
             return had_tables
         engine = sa.create_engine(self.url.set(database=name), poolclass=NullPool)
         try:
@@ -151,7 +153,7 @@ class Server:
         try:
             with self._admin() as connection:
                 if self.given and self.names:
-                    _empty(connection)
+                    _empty(connection, self.extensions)
                 for name in list(self.created):
                     _drop(connection, name)
                     self.created.remove(name)
@@ -243,50 +245,91 @@ def _tables(connection: sa.engine.Connection) -> list[str]:
             for name in inspector.get_table_names(schema) + inspector.get_view_names(schema)]
 
 
-# Every object in a user schema of a PostgreSQL database (not a table's row type, not an array type).
+# Every object in a user schema of a PostgreSQL database that no extension brought (extensions are
+# part of the environment, like the server), with the statement that drops it: kind, schema, name,
+# drop. Not listed: a table's row type and array types (they go with what they belong to).
 _PG_CONTENTS = """
-SELECT kind, nspname, name FROM (
-    SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-                          WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
-                          WHEN 'c' THEN 'type' ELSE 'table' END AS kind,
-           c.relnamespace AS namespace, c.relname AS name
+SELECT lower(found.kind), n.nspname, found.name,
+       'DROP ' || found.kind || ' IF EXISTS '
+       || coalesce(found.signature, quote_ident(n.nspname) || '.' || quote_ident(found.name))
+       || ' CASCADE'
+  FROM (
+    SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                          WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
+           c.relnamespace AS namespace, c.relname AS name, NULL AS signature,
+           CAST('pg_catalog.pg_class' AS regclass) AS catalog, c.oid
       FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
     UNION ALL
-    SELECT 'type', t.typnamespace, t.typname FROM pg_catalog.pg_type t
-     WHERE t.typrelid = 0 AND t.typcategory <> 'A'
+    SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typnamespace, t.typname, NULL,
+           CAST('pg_catalog.pg_type' AS regclass), t.oid
+      FROM pg_catalog.pg_type t WHERE t.typrelid = 0 AND t.typcategory <> 'A' AND t.typtype <> 'm'
     UNION ALL
-    SELECT 'function', p.pronamespace, p.proname FROM pg_catalog.pg_proc p
+    SELECT {routine_kind}, p.pronamespace, p.proname, CAST(CAST(p.oid AS regprocedure) AS text),
+           CAST('pg_catalog.pg_proc' AS regclass), p.oid
+      FROM pg_catalog.pg_proc p
     UNION ALL
-    SELECT 'operator', o.oprnamespace, o.oprname FROM pg_catalog.pg_operator o
+    SELECT 'OPERATOR', o.oprnamespace, o.oprname, CAST(CAST(o.oid AS regoperator) AS text),
+           CAST('pg_catalog.pg_operator' AS regclass), o.oid
+      FROM pg_catalog.pg_operator o
     UNION ALL
-    SELECT 'collation', l.collnamespace, l.collname FROM pg_catalog.pg_collation l
+    SELECT 'COLLATION', l.collnamespace, l.collname, NULL,
+           CAST('pg_catalog.pg_collation' AS regclass), l.oid
+      FROM pg_catalog.pg_collation l
     UNION ALL
-    SELECT 'text search configuration', s.cfgnamespace, s.cfgname FROM pg_catalog.pg_ts_config s
-) AS found JOIN pg_catalog.pg_namespace n ON n.oid = found.namespace
-WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+    SELECT 'TEXT SEARCH CONFIGURATION', s.cfgnamespace, s.cfgname, NULL,
+           CAST('pg_catalog.pg_ts_config' AS regclass), s.oid
+      FROM pg_catalog.pg_ts_config s
+  ) AS found
+  JOIN pg_catalog.pg_namespace n ON n.oid = found.namespace
+ WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = found.catalog AND d.objid = found.oid AND d.deptype = 'e')
 """
+# pg_proc.prokind is PostgreSQL 11+; before, only aggregates need their own DROP.
+_PG_ROUTINE_KIND = {
+    True: "CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END",
+    False: "CASE WHEN p.proisagg THEN 'AGGREGATE' ELSE 'FUNCTION' END",
+}
 
-# The same for the MySQL/MariaDB database of the connection (MariaDB lists sequences as tables).
+# The same for the MySQL/MariaDB database of the connection (MariaDB lists sequences as tables);
+# what the emptying drops besides tables and views: kind, name, drop.
 _MYSQL_CONTENTS = (
     "SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' WHEN 'SEQUENCE' THEN 'sequence' ELSE 'table' END,"
-    " TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
-    "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM information_schema.ROUTINES"
+    " TABLE_NAME, NULL FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+    "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME, CONCAT('DROP ', ROUTINE_TYPE, ' IF EXISTS `',"
+    " REPLACE(ROUTINE_NAME, '`', '``'), '`') FROM information_schema.ROUTINES"
     " WHERE ROUTINE_SCHEMA = DATABASE()",
-    "SELECT 'event', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()",
-    "SELECT 'trigger', TRIGGER_NAME FROM information_schema.TRIGGERS"
+    "SELECT 'event', EVENT_NAME, CONCAT('DROP EVENT IF EXISTS `', REPLACE(EVENT_NAME, '`', '``'), '`')"
+    " FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()",
+    "SELECT 'trigger', TRIGGER_NAME, NULL FROM information_schema.TRIGGERS"  # they go with the tables
     " WHERE TRIGGER_SCHEMA = DATABASE()",
 )
 
 
-def _contents(connection: sa.engine.Connection) -> list[str]:
-    """Everything a database holds, as "kind name", sorted; empty for an empty database."""
+class Content(NamedTuple):
+    label: str  # "kind name", schema-qualified outside PostgreSQL's public schema
+    drop: str | None  # the statement that drops it, if the emptying needs one of its own
+
+
+def _contents(connection: sa.engine.Connection) -> list[Content]:
+    """Everything a database holds, sorted by label; empty for an empty database."""
     if connection.dialect.name == "postgresql":
-        found = [f"{kind} {name if schema == 'public' else f'{schema}.{name}'}"
-                 for kind, schema, name in connection.execute(sa.text(_PG_CONTENTS))]
+        version = connection.dialect.server_version_info or (0,)
+        query = _PG_CONTENTS.format(routine_kind=_PG_ROUTINE_KIND[version >= (11,)])
+        found = [Content(f"{kind} {name if schema == 'public' else f'{schema}.{name}'}", drop)
+                 for kind, schema, name, drop in connection.execute(sa.text(query))]
     else:
-        found = [f"{kind} {name}" for query in _MYSQL_CONTENTS
-                 for kind, name in connection.execute(sa.text(query))]
+        found = [Content(f"{kind} {name}", drop) for query in _MYSQL_CONTENTS
+                 for kind, name, drop in connection.execute(sa.text(query))]
     return sorted(found)
+
+
+def _extensions(connection: sa.engine.Connection) -> frozenset[str]:
+    if connection.dialect.name != "postgresql":
+        return frozenset()
+    return frozenset(name for (name,) in connection.execute(sa.text(
+        "SELECT extname FROM pg_catalog.pg_extension")))
 
 
 def _types_or_sequences(connection: sa.engine.Connection) -> bool:
@@ -298,26 +341,22 @@ def _types_or_sequences(connection: sa.engine.Connection) -> bool:
                for schema in _schemas(connection))
 
 
-def _empty(connection: sa.engine.Connection) -> None:
-    """Remove every table, view, sequence and enum type from a given (formerly empty) database."""
-    inspector = sa.inspect(connection)
+def _empty(connection: sa.engine.Connection, extensions: frozenset[str]) -> None:
+    """Remove everything from a given database that was empty: what the run made, also functions,
+    types, routines and extensions (but not the `extensions` it held already)."""
     postgres = connection.dialect.name == "postgresql"
-    cascade = " CASCADE" if postgres else ""
-    if not postgres:
+    if postgres:
+        for name in sorted(_extensions(connection) - extensions):
+            connection.execute(sa.text(f"DROP EXTENSION IF EXISTS {_quote(connection, name)} CASCADE"))
+    else:
+        inspector = sa.inspect(connection)
         connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
-    for schema in _schemas(connection):
-        prefix = f"{_quote(connection, schema)}." if schema else ""
-        for view in inspector.get_view_names(schema):
-            connection.exec_driver_sql(f"DROP VIEW IF EXISTS {prefix}{_quote(connection, view)}{cascade}")
-        for table in inspector.get_table_names(schema):
-            connection.exec_driver_sql(
-                f"DROP TABLE IF EXISTS {prefix}{_quote(connection, table)}{cascade}")
-        if postgres:
-            for sequence in inspector.get_sequence_names(schema):
-                connection.exec_driver_sql(
-                    f"DROP SEQUENCE IF EXISTS {prefix}{_quote(connection, sequence)} CASCADE")
-            for enum in inspector.get_enums(schema):  # type: ignore[attr-defined]
-                connection.exec_driver_sql(
-                    f"DROP TYPE IF EXISTS {prefix}{_quote(connection, enum['name'])} CASCADE")
+        for view in inspector.get_view_names():
+            connection.exec_driver_sql(f"DROP VIEW IF EXISTS {_quote(connection, view)}")
+        for table in inspector.get_table_names():
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_quote(connection, table)}")
+    for content in _contents(connection):  # IF EXISTS: a CASCADE may have dropped it already
+        if content.drop:
+            connection.execute(sa.text(content.drop.replace(":", "\\:")))  # not a bind parameter
     if not postgres:
         connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")

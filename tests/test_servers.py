@@ -163,13 +163,50 @@ def test_given_database_with_other_objects_is_refused(postgres: Server, project:
                          database=name)
         result = run_on(postgres, project, db_url=postgres.url + name)
         assert result.code == 2, result.output
-        assert (f"--db-url names the database '{name}', which is not empty: it holds function "
-                "keep_one, sequence keep_seq, type keep_mood, type other.keep_positive.") in result.err
+        assert (f"--db-url names the database '{name}', which is not empty: it holds domain "
+                "other.keep_positive, function keep_one, sequence keep_seq, type keep_mood.") in result.err
         left = postgres.execute(
             "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'keep_seq')"
             " + (SELECT count(*) FROM pg_type WHERE typname IN ('keep_mood', 'keep_positive'))"
             " + (SELECT count(*) FROM pg_proc WHERE proname = 'keep_one')", database=name)
         assert left == [(4,)]
+
+
+LEFTOVERS = """\"\"\"leftovers\"\"\"
+from alembic import op
+
+revision = 'ddd444'
+down_revision = 'e9e549eb0d5f'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("CREATE EXTENSION IF NOT EXISTS hstore")
+    op.execute("CREATE DOMAIN positive AS integer CHECK (VALUE > 0)")
+    op.execute("CREATE FUNCTION answer() RETURNS integer LANGUAGE sql AS 'SELECT 42'")
+
+
+def downgrade():
+    pass
+"""
+
+
+def test_given_database_is_emptied_of_everything_the_run_made(postgres: Server, project: Project) -> None:
+    """What the migrations leave (a function, a domain, an extension) goes too, so the database is
+    as empty as it was and the next run is not refused; an extension that was there stays."""
+    project.write("migrations/versions/ddd444_leftovers.py", LEFTOVERS)
+    with postgres.database() as name:
+        postgres.execute("CREATE EXTENSION citext", database=name)
+        for _ in range(2):
+            result = run_on(postgres, project, "--select", "upgrade", db_url=postgres.url + name)
+            assert result.code == 0 and "no problems" in result.out, result.output
+        extensions = postgres.execute("SELECT extname FROM pg_extension ORDER BY 1", database=name)
+        assert extensions == [("citext",), ("plpgsql",)]
+        left = postgres.execute("SELECT count(*) FROM pg_proc WHERE proname = 'answer'"
+                                " UNION ALL SELECT count(*) FROM pg_type WHERE typname = 'positive'",
+                                database=name)
+        assert left == [(0,), (0,)]
 
 
 def test_given_database_with_a_routine_is_refused(mysql: Server, project: Project) -> None:
