@@ -209,6 +209,24 @@ def test_given_database_is_emptied_of_everything_the_run_made(postgres: Server, 
         assert left == [(0,), (0,)]
 
 
+def test_given_mysql_database_is_emptied_of_routines(mysql: Server, project: Project) -> None:
+    project.write("migrations/versions/ddd444_leftovers.py", LEFTOVERS.split("def upgrade")[0] + """
+def upgrade():
+    op.execute("CREATE FUNCTION answer() RETURNS INTEGER DETERMINISTIC RETURN 42")
+    op.execute("CREATE PROCEDURE nothing() BEGIN END")
+
+
+def downgrade():
+    pass
+""")
+    with mysql.database() as name:
+        for _ in range(2):
+            result = run_on(mysql, project, "--select", "upgrade", db_url=mysql.url + name)
+            assert result.code == 0 and "no problems" in result.out, result.output
+        assert mysql.execute("SELECT ROUTINE_NAME FROM information_schema.ROUTINES"
+                             f" WHERE ROUTINE_SCHEMA = '{name}'") == []
+
+
 def test_given_database_with_a_routine_is_refused(mysql: Server, project: Project) -> None:
     with mysql.database() as name:
         mysql.execute("CREATE FUNCTION keep_one() RETURNS INTEGER DETERMINISTIC RETURN 1",
