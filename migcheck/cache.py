@@ -2,10 +2,13 @@
 
 An entry is the scratch database(s) at the heads of the history, plus what the walk to those heads
 reported (round-trip findings). It is keyed on the content of every revision file up to those heads
-(a chain of hashes, so editing an old revision invalidates every entry built on it), env.py,
-alembic.ini, the Migrate(...) options and the library versions. A run restores the entry that covers
-the longest unchanged stretch of the history and walks on from there: only new or changed revisions
-are upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
+and of every project module each of them imports, transitively (a chain of hashes, so editing an old
+revision, or a model it imports, invalidates every entry built on it); on env.py and the project
+modules it imports, alembic.ini, the Migrate(...) options and the library versions. A revision file
+that reads state no file content keys (the app's configuration, the environment, other files: see
+dependencies.py) is never kept, nor anything above it. A run restores the entry that covers the
+longest unchanged stretch of the history and walks on from there: only new or changed revisions are
+upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
 """
 
 from __future__ import annotations
@@ -23,17 +26,18 @@ from typing import Any, NamedTuple
 
 from migcheck import __version__, guard
 from migcheck.checks.graph import parents
-from migcheck.findings import Finding
+from migcheck.dependencies import Dependencies, find_dependencies
+from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 3  # entries kept per project environment
 _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 
 
 class Cache(NamedTuple):
     directory: Path  # this project environment's entries
-    chain: dict[str, str]  # revision -> hash of its file and its ancestors' files
+    chain: dict[str, str]  # revision -> hash of its files and its ancestors'; only those kept
 
 
 class Restored(NamedTuple):
@@ -41,9 +45,17 @@ class Restored(NamedTuple):
     findings: list[Finding]  # what the walk over them reported when the entry was made
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(os.environ.get("MIGCHECK_CACHE_DIR") or os.path.join(base, "migcheck"))
+def cache_root() -> Path | None:
+    """MIGCHECK_CACHE_DIR, else $XDG_CACHE_HOME/migcheck, else ~/.cache/migcheck; None if there is
+    no home directory (HOME unset and a uid without a passwd entry, as in some containers)."""
+    if os.environ.get("MIGCHECK_CACHE_DIR"):
+        return Path(os.environ["MIGCHECK_CACHE_DIR"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"], "migcheck")
+    try:
+        return Path.home() / ".cache" / "migcheck"
+    except (RuntimeError, KeyError, OSError):
+        return None
 
 
 def usable(project: Project) -> bool:
@@ -52,30 +64,47 @@ def usable(project: Project) -> bool:
         project.scripts)
 
 
-def open_cache(project: Project) -> Cache:
-    """Compute the keys before env.py runs: Flask-Migrate's env.py adds to the Migrate options."""
-    return Cache(_directory(project), _chain_keys(project))
+def open_cache(project: Project) -> Cache | None:
+    """Compute the keys before env.py runs: Flask-Migrate's env.py adds to the Migrate options.
+
+    None, with a warning, when there is nowhere to keep a cache: the run goes on without one.
+    """
+    root = cache_root()
+    if root is None:
+        _warn("no cache: cannot find a home directory for ~/.cache/migcheck (HOME is not set); set "
+              "MIGCHECK_CACHE_DIR to keep one")
+        return None
+    env = os.fspath(project.directory / "env.py")
+    dependencies = find_dependencies([env, *(s.path for s in project.scripts)])
+    digests = _Digests()
+    imported = [digests.of_files(dependencies[env].files)]
+    return Cache(_directory(root, project, imported),
+                 _chain_keys(project, dependencies, digests))
 
 
 def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
     """Put the best cached database into the scratch area; None when there is none to trust."""
+    try:
+        return _restore(cache, project, roundtrip)
+    except OSError as exc:  # an unreadable cache only costs speed
+        _warn(f"could not read the cache in {cache.directory}: {exc}")
+        return None
+
+
+def _restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
     known = set(cache.chain.values())
     candidates = []
-    for manifest_path in cache.directory.glob("*/manifest.json"):
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            usable_entry = (manifest["format"] == FORMAT and (manifest["roundtrip"] or not roundtrip)
-                            and set(manifest["heads"].values()) <= known)
-        except (OSError, ValueError, KeyError, TypeError):
-            shutil.rmtree(manifest_path.parent, ignore_errors=True)
-            continue
-        if usable_entry:
-            candidates.append((len(manifest["revisions"]), manifest_path.parent, manifest))
+    for entry in _entries(cache.directory):
+        manifest = _load_manifest(entry / "manifest.json")
+        if manifest is None:
+            shutil.rmtree(entry, ignore_errors=True)  # never trusted; this run makes a new one
+        elif (manifest["roundtrip"] or not roundtrip) and set(manifest["heads"].values()) <= known:
+            candidates.append((len(manifest["revisions"]), entry, manifest))
     for _, entry, manifest in sorted(candidates, key=lambda c: c[0], reverse=True):
         if _copy_in(project, entry, manifest["files"]):
             os.utime(entry)  # recently used: evicted last
-            findings = [Finding(**{**f, "details": f.get("details") or {}})
-                        for f in manifest["findings"] if roundtrip or f["check"] != "roundtrip"]
+            findings = [Finding(**f) for f in manifest["findings"]
+                        if roundtrip or f["check"] != "roundtrip"]
             return Restored(frozenset(manifest["revisions"]), findings)
         shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
     return None
@@ -84,6 +113,8 @@ def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
 def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool) -> None:
     """Keep the scratch database, now at the heads, with what the walk found on the way."""
     chain, directory = cache.chain, cache.directory
+    if not all(rev in chain for rev in project.script.get_heads()):
+        return  # a revision on the way reads state that no key covers
     heads = {rev: chain[rev] for rev in project.script.get_heads()}
     entry = directory / _digest(sorted(heads.values()))[:20]
     try:
@@ -101,14 +132,66 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                         "revisions": sorted(chain), "files": files,
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
-            (staging / "manifest.json").write_text(json.dumps(manifest, default=str))
+            text = json.dumps(manifest, default=str)
+            (staging / "manifest.json").write_text(json.dumps(
+                {"sha256": hashlib.sha256(text.encode()).hexdigest(), "manifest": text}))
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(staging, entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         _evict(directory)
     except (OSError, sqlite3.Error) as exc:  # a cache that cannot be written only costs speed
-        print(f"migcheck: warning: could not write the cache in {directory}: {exc}", file=sys.stderr)
+        _warn(f"could not write the cache in {directory}: {exc}")
+
+
+def _warn(message: str) -> None:
+    print(f"migcheck: warning: {message}", file=sys.stderr)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The entries of a project environment (not the ones being written: `.new-*`)."""
+    try:
+        return [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:  # no cache yet, or not a directory: nothing to restore
+        return []
+
+
+def _load_manifest(path: Path) -> dict[str, Any] | None:
+    """An entry's manifest if it is intact (its hash matches) and well-formed, else None."""
+    try:
+        envelope = json.loads(path.read_text(encoding="utf-8"))
+        text = envelope["manifest"]
+        if hashlib.sha256(text.encode()).hexdigest() != envelope["sha256"]:
+            return None
+        manifest = json.loads(text)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return manifest if _well_formed(manifest) else None
+
+
+_FINDING_TYPES: dict[str, tuple[type, ...]] = {
+    "check": (str,), "rule": (str,), "severity": (str,), "message": (str,), "path": (str, type(None)),
+    "line": (int, type(None)), "hint": (str, type(None)), "details": (dict,),
+}
+
+
+def _well_formed(manifest: Any) -> bool:
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(type(v) is str for v in value)
+
+    def string_map(value: Any) -> bool:
+        return isinstance(value, dict) and strings(list(value)) and strings(list(value.values()))
+
+    def finding(value: Any) -> bool:
+        return (isinstance(value, dict) and set(value) == set(_FINDING_TYPES)
+                and all(type(value[k]) in types for k, types in _FINDING_TYPES.items())
+                and value["severity"] in SEVERITIES)
+
+    return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
+            and type(manifest.get("roundtrip")) is bool and string_map(manifest.get("heads"))
+            and string_map(manifest.get("files")) and strings(manifest.get("revisions"))
+            and isinstance(manifest.get("findings"), list)
+            and all(finding(f) for f in manifest["findings"]))
 
 
 def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:
@@ -124,7 +207,7 @@ def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:
     return True
 
 
-def _directory(project: Project) -> Path:
+def _directory(root: Path, project: Project, more: list[str]) -> Path:
     """One directory per project environment: env.py, alembic.ini, Migrate options, versions."""
     parts = [__version__, sqlite3.sqlite_version, repr(sorted(map(str, project.binds)))]
     parts += [metadata.version(name) for name in _LIBRARIES]
@@ -132,16 +215,40 @@ def _directory(project: Project) -> Path:
         path = project.directory / name
         parts.append(_file_digest(path) if path.is_file() else "")
     parts += [f"{key}={_stable(value)}" for key, value in sorted(project.migrate_args.items())]
-    return cache_root() / _digest(parts)[:20]
+    parts += more
+    return root / _digest(parts)[:20]
 
 
-def _chain_keys(project: Project) -> dict[str, str]:
-    """revision -> a hash of its file and of its ancestors' files."""
+def _chain_keys(project: Project, dependencies: dict[str, Dependencies],
+                digests: _Digests) -> dict[str, str]:
+    """revision -> a hash of its file, the project files it imports, and its ancestors' keys.
+
+    Opaque revisions (and their descendants) get no key: they are never kept.
+    """
     keys: dict[str, str] = {}
     for script in reversed(list(project.script.walk_revisions())):  # parents first
-        keys[script.revision] = _digest([_file_digest(Path(script.path)),
-                                         *sorted(keys[p] for p in parents(script))])
+        imported = dependencies[script.path]
+        above = parents(script)
+        if imported.opaque or not all(p in keys for p in above):
+            continue
+        keys[script.revision] = _digest([digests.of(script.path), digests.of_files(imported.files),
+                                         *sorted(keys[p] for p in above)])
     return keys
+
+
+class _Digests:
+    """File hashes, each file read once per run (many revisions import the same models)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, str] = {}
+
+    def of(self, path: str) -> str:
+        if path not in self.known:
+            self.known[path] = _file_digest(Path(path))
+        return self.known[path]
+
+    def of_files(self, paths: frozenset[str]) -> str:
+        return _digest([f"{path}={self.of(path)}" for path in sorted(paths)])
 
 
 def _stable(value: Any) -> str:

@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
-        _apply_config(args)
+        origins = _apply_config(args)
     except UsageError as exc:
         _explain(str(exc), exc, args.verbose)
         return UsageError.exit_code
@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
                          Options(compare_server_default=not args.no_server_defaults,
                                  db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
                                  sources=tuple(args.source), cache=not args.no_cache,
-                                 since=args.since, git_base=args.git_base), step)
+                                 since=args.since, git_base=args.git_base,
+                                 origins=origins), step)
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)
@@ -169,15 +170,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
         return UsageError.exit_code
 
 
-def _apply_config(args: argparse.Namespace) -> None:
-    """Fill in the options not given on the command line from [tool.migcheck]."""
+def _apply_config(args: argparse.Namespace) -> dict[str, str]:
+    """Fill in the options not given on the command line from [tool.migcheck], then the database
+    URL from the environment; returns where each value that is not a flag's came from."""
     from migcheck import config
 
-    for key, value in config.load().values.items():
-        if key == "db_url" and os.environ.get("MIGCHECK_DATABASE_URL"):
+    found = config.load()
+    origins = {}
+    from_environment = os.environ.get("MIGCHECK_DATABASE_URL")
+    for key, value in found.values.items():
+        if key == "db_url" and from_environment:
             continue  # the environment is more specific than the project's file
         if getattr(args, key) in (None, [], False):
             setattr(args, key, value)
+            origins[key] = f"{key} in [tool.migcheck] of {found.path}"
+    if not args.db_url and from_environment:
+        origins["db_url"] = "MIGCHECK_DATABASE_URL"
+    return origins
 
 
 def _ignores(patterns: list[str], parser: argparse.ArgumentParser) -> list[Ignore]:

@@ -7,8 +7,12 @@ multi-database setup, exactly as `flask db upgrade` / `flask db check` do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import logging
+import logging.config
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 from unittest import mock
 
 from alembic.runtime.environment import EnvironmentContext
@@ -21,8 +25,6 @@ MigrationsFn = Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionSt
 
 def run_env(project: Project, fn: MigrationsFn, **defaults: Any) -> None:
     """Execute env.py once; env.py calls `fn(heads, context)` for each database it migrates."""
-    # env.py calls logging.config.fileConfig(alembic.ini), which would print every migration step
-    # and disable the loggers that exist already; the report says what matters instead.
     environment = EnvironmentContext(project.config, project.script, fn=fn, as_sql=False)
     configure = environment.configure
 
@@ -33,5 +35,53 @@ def run_env(project: Project, fn: MigrationsFn, **defaults: Any) -> None:
 
     # An instance attribute, because alembic's `context` module proxies exactly this class.
     environment.configure = configure_with_defaults  # type: ignore[method-assign]
-    with mock.patch("logging.config.fileConfig"), environment:
+    with _checked_file_config(), environment:
         project.script.run_env()
+
+
+LoggingState = dict[logging.Logger, tuple[int, list[logging.Handler], bool, bool]]
+
+
+@contextmanager
+def _checked_file_config() -> Iterator[None]:
+    """env.py's `fileConfig(alembic.ini)` runs for real, so that a missing or broken alembic.ini fails
+    here as it fails `flask db upgrade`; but it leaves no trace: it would print every migration step,
+    disable the loggers that exist already and open the log files alembic.ini names."""
+    real = logging.config.fileConfig
+
+    def file_config(*args: Any, **kwargs: Any) -> None:
+        saved = _logging_state()
+        try:
+            # Keep the handlers that exist (fileConfig would close them all); log files stay unopened.
+            with mock.patch.object(logging.FileHandler, "_open", _open_devnull), \
+                    mock.patch.object(logging.config, "_clearExistingHandlers", lambda: None,
+                                      create=True):
+                real(*args, **kwargs)
+        finally:
+            _restore(saved)
+
+    with mock.patch("logging.config.fileConfig", file_config):
+        yield
+
+
+def _loggers() -> list[logging.Logger]:
+    existing = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(lg for lg in existing if isinstance(lg, logging.Logger))]
+
+
+def _logging_state() -> LoggingState:
+    return {lg: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in _loggers()}
+
+
+def _restore(saved: LoggingState) -> None:
+    """Every logger as it was; the ones fileConfig created as if it had not configured them."""
+    for logger in _loggers():
+        level, handlers, propagate, disabled = saved.get(logger, (logging.NOTSET, [], True, False))
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate, logger.disabled = propagate, disabled
+
+
+def _open_devnull(handler: logging.FileHandler) -> IO[str]:
+    """A FileHandler's stream that writes nowhere (and creates no file)."""
+    return open(os.devnull, "a", encoding=handler.encoding)  # the handler closes it

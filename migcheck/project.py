@@ -24,6 +24,12 @@ class Options(NamedTuple):
     cache: bool = True  # resume from the migrated database of an earlier run (see cache.py)
     since: str | None = None  # the revisions after this one are the undeployed ones (see scope.py)
     git_base: str | None = None  # else the revision files new relative to this git ref
+    # where an option's value came from, for error messages: option -> e.g. "MIGCHECK_DATABASE_URL"
+    origins: dict[str, str] = {}
+
+    def origin(self, option: str) -> str:
+        """What to blame for an option's value: its flag unless it came from elsewhere."""
+        return self.origins.get(option, "--" + option.replace("_", "-"))
 
 
 class Project(NamedTuple):
@@ -57,7 +63,7 @@ def open_project(app: Flask, scratch: Scratch, directory: str | None, options: O
         )
     path = Path(directory or migrate.directory)
     if not (path / "env.py").is_file():
-        where = "--directory" if directory else "Migrate(directory=...)"
+        where = options.origin("directory") if directory else "Migrate(directory=...)"
         relative_to = "" if path.is_absolute() else f", relative to {os.getcwd()}"
         raise UsageError(
             f"No Flask-Migrate migrations directory at {os.fspath(path)!r} (from {where}"

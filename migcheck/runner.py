@@ -19,7 +19,7 @@ from migcheck.scratch import Scratch, scratch_area
 def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
         options: Options, progress: Progress = silent) -> Run:
     started = time.perf_counter()
-    with scratch_area(options.db_url) as scratch, warnings.catch_warnings():
+    with scratch_area(options.db_url, options.origin("db_url")) as scratch, warnings.catch_warnings():
         # Alembic warns about duplicate revision ids; the graph check reports them properly.
         warnings.filterwarnings("ignore", message=r"Revision \w+ is present more than once")
         progress("loading the app", 0, 0)

@@ -133,9 +133,9 @@ def _throwaway_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 @contextmanager
-def scratch_area(db_url: str | None = None) -> Iterator[Scratch]:
+def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterator[Scratch]:
     """A Scratch for the duration of the block; removed at exit, also on errors and Ctrl-C."""
-    server = Server(parse_url(db_url)) if db_url else None
+    server = Server(parse_url(db_url, origin), origin) if db_url else None
     scratch = Scratch(Path(tempfile.mkdtemp(prefix="migcheck-")), server)
 
     def refuse_foreign(dialect: sa.engine.Dialect, conn_rec: Any, cargs: Any,

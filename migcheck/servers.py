@@ -1,16 +1,18 @@
 """Scratch databases on a real PostgreSQL or MySQL/MariaDB server (`--db-url`).
 
 Given a server URL, migcheck creates one database per bind, named `migcheck_<random>_<bind>`, and
-drops it at the end. Given a URL that names a database, it uses that database only if it holds no
-tables, and empties it again at the end. The one other connection it opens is its own admin
-connection, which runs nothing but those CREATE / DROP DATABASE statements (or, for a given
-database, the emptiness check and the emptying).
+drops it at the end. Given a URL that names a database, it uses that database only if it holds
+nothing at all (no table, view, sequence, type, routine, ...: anything the emptying might drop, or
+that would change what the migrations do), and empties it again at the end. The one other
+connection it opens is its own admin connection, which runs nothing but those CREATE / DROP DATABASE
+statements (or, for a given database, the emptiness check and the emptying).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -25,16 +27,22 @@ _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
 
 
-def parse_url(text: str) -> sa.URL:
-    """The --db-url as a URL with a driver migcheck knows, or a UsageError that says what is wrong."""
+def parse_url(text: str, origin: str = "--db-url") -> sa.URL:
+    """The --db-url as a URL with a driver migcheck knows, or a UsageError that says what is wrong.
+
+    `origin` names where the URL came from (the flag, the environment or pyproject.toml).
+    """
+    not_a_url = UsageError(f"{origin}: {text!r} is not a database URL; give one like "
+                           "postgresql://USER@HOST:5432/ or mysql+pymysql://USER@HOST:3306/")
     try:
-        url = sa.engine.make_url(text)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"--db-url: {text!r} is not a database URL; give one like "
-                         "postgresql://USER@HOST:5432/ or mysql+pymysql://USER@HOST:3306/") from None
+        url = sa.engine.url.make_url(text)
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise not_a_url from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise not_a_url
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
-        raise UsageError(f"--db-url: {url.drivername!r} is not supported: give a PostgreSQL or "
+        raise UsageError(f"{origin}: {url.drivername!r} is not supported: give a PostgreSQL or "
                          "MySQL/MariaDB server URL (SQLite is the default and needs no --db-url)")
     driver, extra = _DRIVERS[backend]
     if url.drivername == backend:
@@ -44,10 +52,10 @@ def parse_url(text: str) -> sa.URL:
     except ImportError as exc:
         install = (f'pip install "migcheck[{extra}]"' if url.get_driver_name() == driver
                    else f"install it, or use {backend}+{driver}:// with pip install \"migcheck[{extra}]\"")
-        raise UsageError(f"--db-url needs the {url.get_driver_name()} driver, which is not installed "
+        raise UsageError(f"{origin} needs the {url.get_driver_name()} driver, which is not installed "
                          f"({exc}): {install}") from None
     except sa.exc.NoSuchModuleError:
-        raise UsageError(f"--db-url: unknown driver in {url.drivername!r}; use {backend}+{driver}://") \
+        raise UsageError(f"{origin}: unknown driver in {url.drivername!r}; use {backend}+{driver}://") \
             from None
     return url
 
@@ -55,13 +63,15 @@ def parse_url(text: str) -> sa.URL:
 class Server:
     """The scratch databases of one run on one server."""
 
-    def __init__(self, url: sa.URL) -> None:
+    def __init__(self, url: sa.URL, origin: str = "--db-url") -> None:
         self.url = url
+        self.origin = origin  # where the URL came from, for error messages
         self.backend = url.get_backend_name()
         self.given = url.database or None  # a database named in the URL: use it, never create or drop
         self.token = secrets.token_hex(4)
         self.names: dict[str | None, str] = {}  # bind key -> scratch database name
         self.created: list[str] = []
+        self.extensions: frozenset[str] = frozenset()  # those a given database held: kept
         admin_database = self.given or ("postgres" if self.backend == "postgresql" else None)
         self.admin = sa.create_engine(url.set(database=admin_database), poolclass=NullPool,
                                       isolation_level="AUTOCOMMIT")
@@ -80,11 +90,12 @@ class Server:
             self.url_for(None)  # the default bind's database; nearly every app has one
             return
         with self._admin() as connection:
-            tables = _tables(connection)
-        if tables:
-            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            found = [content.label for content in _contents(connection)]
+            self.extensions = _extensions(connection)
+        if found:
+            shown = ", ".join(found[:8]) + (f", and {len(found) - 8} more" if len(found) > 8 else "")
             raise UsageError(
-                f"--db-url names the database {self.given!r}, which already holds tables ({shown}). "
+                f"{self.origin} names the database {self.given!r}, which is not empty: it holds {shown}. "
                 "migcheck only works in an empty database, which it fills and empties again: give "
                 "an empty one, or a URL without a database name so that migcheck creates (and drops) "
                 "its own.")
@@ -95,7 +106,7 @@ class Server:
             if self.given:
                 if self.names:
                     raise UsageError(
-                        f"--db-url names one database ({self.given!r}), but the app has several "
+                        f"{self.origin} names one database ({self.given!r}), but the app has several "
                         f"(binds: {', '.join(_bind_label(k) for k in [*self.names, bind_key])}). "
                         "Give a URL without a database name so that migcheck creates one per bind.")
                 self.names[bind_key] = self.given
@@ -117,7 +128,7 @@ class Server:
         if self.given:
             with self._admin() as connection:
                 had_tables = bool(_tables(connection))
-                _empty(connection)
+                _empty(connection, self.extensions)
             return had_tables
         engine = sa.create_engine(self.url.set(database=name), poolclass=NullPool)
         try:
@@ -139,7 +150,7 @@ class Server:
         try:
             with self._admin() as connection:
                 if self.given and self.names:
-                    _empty(connection)
+                    _empty(connection, self.extensions)
                 for name in list(self.created):
                     _drop(connection, name)
                     self.created.remove(name)
@@ -153,7 +164,7 @@ class Server:
         try:
             connection = self.admin.connect()
         except sa.exc.DBAPIError as exc:
-            raise UsageError(f"--db-url: cannot connect to {self.label} as "
+            raise UsageError(f"{self.origin}: cannot connect to {self.label} as "
                              f"{self.url.username or 'the default user'}: {_error(exc)}") from None
         if self.backend != "postgresql":
             connection.exec_driver_sql("SET SESSION lock_wait_timeout = 30")
@@ -175,7 +186,7 @@ class Server:
                 connection.exec_driver_sql(f"CREATE DATABASE {_quote(connection, name)}")
             except sa.exc.DBAPIError as exc:
                 self.created.remove(name)
-                raise UsageError(f"--db-url: cannot create the scratch database {name!r} on "
+                raise UsageError(f"{self.origin}: cannot create the scratch database {name!r} on "
                                  f"{self.label}: {_error(exc)}. {self._grant_advice()}") from None
         return name
 
@@ -231,6 +242,93 @@ def _tables(connection: sa.engine.Connection) -> list[str]:
             for name in inspector.get_table_names(schema) + inspector.get_view_names(schema)]
 
 
+# Every object in a user schema of a PostgreSQL database that no extension brought (extensions are
+# part of the environment, like the server), with the statement that drops it: kind, schema, name,
+# drop. Not listed: a table's row type and array types (they go with what they belong to).
+_PG_CONTENTS = """
+SELECT lower(found.kind), n.nspname, found.name,
+       'DROP ' || found.kind || ' IF EXISTS '
+       || coalesce(found.signature, quote_ident(n.nspname) || '.' || quote_ident(found.name))
+       || ' CASCADE'
+  FROM (
+    SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                          WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
+           c.relnamespace AS namespace, c.relname AS name, NULL AS signature,
+           CAST('pg_catalog.pg_class' AS regclass) AS catalog, c.oid
+      FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+    UNION ALL
+    SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typnamespace, t.typname, NULL,
+           CAST('pg_catalog.pg_type' AS regclass), t.oid
+      FROM pg_catalog.pg_type t WHERE t.typrelid = 0 AND t.typcategory <> 'A' AND t.typtype <> 'm'
+    UNION ALL
+    SELECT {routine_kind}, p.pronamespace, p.proname, CAST(CAST(p.oid AS regprocedure) AS text),
+           CAST('pg_catalog.pg_proc' AS regclass), p.oid
+      FROM pg_catalog.pg_proc p
+    UNION ALL
+    SELECT 'OPERATOR', o.oprnamespace, o.oprname, CAST(CAST(o.oid AS regoperator) AS text),
+           CAST('pg_catalog.pg_operator' AS regclass), o.oid
+      FROM pg_catalog.pg_operator o
+    UNION ALL
+    SELECT 'COLLATION', l.collnamespace, l.collname, NULL,
+           CAST('pg_catalog.pg_collation' AS regclass), l.oid
+      FROM pg_catalog.pg_collation l
+    UNION ALL
+    SELECT 'TEXT SEARCH CONFIGURATION', s.cfgnamespace, s.cfgname, NULL,
+           CAST('pg_catalog.pg_ts_config' AS regclass), s.oid
+      FROM pg_catalog.pg_ts_config s
+  ) AS found
+  JOIN pg_catalog.pg_namespace n ON n.oid = found.namespace
+ WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = found.catalog AND d.objid = found.oid AND d.deptype = 'e')
+"""
+# pg_proc.prokind is PostgreSQL 11+; before, only aggregates need their own DROP.
+_PG_ROUTINE_KIND = {
+    True: "CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END",
+    False: "CASE WHEN p.proisagg THEN 'AGGREGATE' ELSE 'FUNCTION' END",
+}
+
+# The same for the MySQL/MariaDB database of the connection (MariaDB lists sequences as tables);
+# what the emptying drops besides tables and views: kind, name, drop.
+_MYSQL_CONTENTS = (
+    "SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' WHEN 'SEQUENCE' THEN 'sequence' ELSE 'table' END,"
+    " TABLE_NAME, NULL FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+    "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME, CONCAT('DROP ', ROUTINE_TYPE, ' IF EXISTS `',"
+    " REPLACE(ROUTINE_NAME, '`', '``'), '`') FROM information_schema.ROUTINES"
+    " WHERE ROUTINE_SCHEMA = DATABASE()",
+    "SELECT 'event', EVENT_NAME, CONCAT('DROP EVENT IF EXISTS `', REPLACE(EVENT_NAME, '`', '``'), '`')"
+    " FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()",
+    "SELECT 'trigger', TRIGGER_NAME, NULL FROM information_schema.TRIGGERS"  # they go with the tables
+    " WHERE TRIGGER_SCHEMA = DATABASE()",
+)
+
+
+class Content(NamedTuple):
+    label: str  # "kind name", schema-qualified outside PostgreSQL's public schema
+    drop: str | None  # the statement that drops it, if the emptying needs one of its own
+
+
+def _contents(connection: sa.engine.Connection) -> list[Content]:
+    """Everything a database holds, sorted by label; empty for an empty database."""
+    if connection.dialect.name == "postgresql":
+        version = connection.dialect.server_version_info or (0,)
+        query = _PG_CONTENTS.format(routine_kind=_PG_ROUTINE_KIND[version >= (11,)])
+        found = [Content(f"{kind} {name if schema == 'public' else f'{schema}.{name}'}", drop)
+                 for kind, schema, name, drop in connection.execute(sa.text(query))]
+    else:
+        found = [Content(f"{kind} {name}", drop) for query in _MYSQL_CONTENTS
+                 for kind, name, drop in connection.execute(sa.text(query))]
+    return sorted(found)
+
+
+def _extensions(connection: sa.engine.Connection) -> frozenset[str]:
+    if connection.dialect.name != "postgresql":
+        return frozenset()
+    return frozenset(name for (name,) in connection.execute(sa.text(
+        "SELECT extname FROM pg_catalog.pg_extension")))
+
+
 def _types_or_sequences(connection: sa.engine.Connection) -> bool:
     """PostgreSQL objects that outlive a downgrade which drops the tables but forgets the types."""
     if connection.dialect.name != "postgresql":
@@ -240,26 +338,22 @@ def _types_or_sequences(connection: sa.engine.Connection) -> bool:
                for schema in _schemas(connection))
 
 
-def _empty(connection: sa.engine.Connection) -> None:
-    """Remove every table, view, sequence and enum type from a given (formerly empty) database."""
-    inspector = sa.inspect(connection)
+def _empty(connection: sa.engine.Connection, extensions: frozenset[str]) -> None:
+    """Remove everything from a given database that was empty: what the run made, also functions,
+    types, routines and extensions (but not the `extensions` it held already)."""
     postgres = connection.dialect.name == "postgresql"
-    cascade = " CASCADE" if postgres else ""
-    if not postgres:
+    if postgres:
+        for name in sorted(_extensions(connection) - extensions):
+            connection.execute(sa.text(f"DROP EXTENSION IF EXISTS {_quote(connection, name)} CASCADE"))
+    else:
+        inspector = sa.inspect(connection)
         connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
-    for schema in _schemas(connection):
-        prefix = f"{_quote(connection, schema)}." if schema else ""
-        for view in inspector.get_view_names(schema):
-            connection.exec_driver_sql(f"DROP VIEW IF EXISTS {prefix}{_quote(connection, view)}{cascade}")
-        for table in inspector.get_table_names(schema):
-            connection.exec_driver_sql(
-                f"DROP TABLE IF EXISTS {prefix}{_quote(connection, table)}{cascade}")
-        if postgres:
-            for sequence in inspector.get_sequence_names(schema):
-                connection.exec_driver_sql(
-                    f"DROP SEQUENCE IF EXISTS {prefix}{_quote(connection, sequence)} CASCADE")
-            for enum in inspector.get_enums(schema):  # type: ignore[attr-defined]
-                connection.exec_driver_sql(
-                    f"DROP TYPE IF EXISTS {prefix}{_quote(connection, enum['name'])} CASCADE")
+        for view in inspector.get_view_names():
+            connection.exec_driver_sql(f"DROP VIEW IF EXISTS {_quote(connection, view)}")
+        for table in inspector.get_table_names():
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_quote(connection, table)}")
+    for content in _contents(connection):  # IF EXISTS: a CASCADE may have dropped it already
+        if content.drop:
+            connection.execute(sa.text(content.drop.replace(":", "\\:")))  # not a bind parameter
     if not postgres:
         connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")

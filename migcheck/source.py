@@ -17,6 +17,7 @@ from alembic.script import Script
 from sqlalchemy.orm import Mapper
 
 from migcheck.appload import relative
+from migcheck.pyfile import read_source
 
 Location = tuple[str, int]
 
@@ -83,8 +84,7 @@ def _attribute_line(cls: type, name: str) -> Location | None:
 def _table_calls(path: str) -> dict[str, tuple[int, dict[str, int]]]:
     """`Table("name", ..., Column("col"))` calls in a file: name -> (line, {column: line})."""
     try:
-        with open(path, encoding="utf-8") as file:
-            tree = ast.parse(file.read())
+        tree = ast.parse(read_source(path))
     except (OSError, SyntaxError, ValueError):
         return {}
     found = {}
@@ -114,8 +114,7 @@ def creation_locations(scripts: Iterable[Script]) -> dict[tuple[str, ...], Locat
 @cache
 def _created_in(path: str) -> tuple[tuple[tuple[str, ...], int], ...]:
     try:
-        with open(path, encoding="utf-8") as file:
-            tree = ast.parse(file.read())
+        tree = ast.parse(read_source(path))
     except (OSError, SyntaxError, ValueError):
         return ()
     created: list[tuple[tuple[str, ...], int]] = []

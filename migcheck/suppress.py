@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from migcheck import rules
 from migcheck.errors import UsageError
 from migcheck.findings import Finding
+from migcheck.pyfile import read_source
 
 if TYPE_CHECKING:
     from migcheck.findings import Run
@@ -107,9 +108,8 @@ def _ignored_inline(finding: Finding) -> bool:
 def _inline_comments(path: str) -> tuple[list[str], dict[int, list[str]]]:
     """The rule patterns a file ignores as a whole, and per line."""
     try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except (OSError, UnicodeDecodeError):
+        text = read_source(path)
+    except (OSError, SyntaxError, ValueError):
         return [], {}
     first_statement = _first_statement_line(text)
     whole_file: list[str] = []

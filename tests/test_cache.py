@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import Project
 
 BIO = "428a6cc61e6a"
@@ -86,3 +95,189 @@ def test_no_cache_flag(project: Project) -> None:
     assert project.run().code == 0
     result = project.run("--no-cache")
     assert result.code == 0 and "from cache" not in result.out, result.output
+
+
+HELPED_REVISION = '''"""flags, with helpers from the app"""
+from alembic import op
+
+from sample_app.migration_helpers import create_flags
+
+revision = 'ddd444'
+down_revision = 'e9e549eb0d5f'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    create_flags()
+
+
+def downgrade():
+    from sample_app.migration_helpers import drop_flags  # imported when it runs
+    drop_flags()
+'''
+
+HELPERS = '''from alembic import op
+import sqlalchemy as sa
+
+from .naming import FLAG_TABLE
+
+
+def create_flags():
+    op.create_table(FLAG_TABLE, sa.Column('id', sa.Integer(), primary_key=True))
+
+
+def drop_flags():
+    op.drop_table(FLAG_TABLE)
+'''
+
+FLAG_MODEL = '''
+
+class Flag(db.Model):
+    __tablename__ = "flag"
+    id = db.Column(db.Integer, primary_key=True)
+'''
+
+
+def _with_helpers(project: Project) -> None:
+    """A revision whose upgrade and downgrade are project code, two imports away."""
+    project.write("migrations/versions/ddd444_flags.py", HELPED_REVISION)
+    project.write("sample_app/migration_helpers.py", HELPERS)
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flag"\n')
+    project.append("sample_app/models/user.py", FLAG_MODEL)
+
+
+def test_code_a_revision_imports_is_part_of_the_key(project: Project) -> None:
+    """Cached pass, fresh fail: editing a module the revision imports must not reuse the entry."""
+    _with_helpers(project)
+    assert project.run().code == 0
+    warm = project.run()
+    assert warm.code == 0 and "4 revisions (4 from cache)" in warm.out, warm.output
+    # the downgrade (a function-level import) now forgets the table
+    project.edit("sample_app/migration_helpers.py", "    op.drop_table(FLAG_TABLE)", "    pass")
+    result = project.run()
+    assert result.code == 1, result.output
+    assert "downgrade of `ddd444` leaves table `flag` behind" in result.out
+    assert "from cache" not in result.out
+
+
+def test_fixing_imported_code_clears_a_cached_failure(project: Project) -> None:
+    """Cached fail, fresh pass: through a module the revision's import imports (naming.py)."""
+    _with_helpers(project)
+    project.edit("sample_app/migration_helpers.py", "    op.drop_table(FLAG_TABLE)",
+                 "    op.drop_table('flags')")
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flags"\n')
+    project.edit("sample_app/models/user.py", '__tablename__ = "flag"', '__tablename__ = "flags"')
+    # the upgrade makes `flags` and the downgrade drops it: passes; now rename to `flag`
+    assert project.run().code == 0
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flag"\n')
+    project.edit("sample_app/models/user.py", '__tablename__ = "flags"', '__tablename__ = "flag"')
+    failing = project.run()
+    assert failing.code == 1 and "downgrade of `ddd444`" in failing.out, failing.output
+    project.edit("sample_app/migration_helpers.py", "    op.drop_table('flags')",
+                 "    op.drop_table(FLAG_TABLE)")
+    fixed = project.run()
+    assert fixed.code == 0 and "from cache" not in fixed.out, fixed.output
+
+
+def test_revision_reading_runtime_state_is_not_cached(project: Project) -> None:
+    """What a revision reads while it runs (configuration, environment, files) is not in any key."""
+    project.write("migrations/versions/ddd444_flags.py", HELPED_REVISION.replace(
+        "def upgrade():\n    create_flags()",
+        "def upgrade():\n    import os\n    if os.environ.get('FLAGS', '1') == '1':\n"
+        "        create_flags()"))
+    project.write("sample_app/migration_helpers.py", HELPERS)
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flag"\n')
+    project.append("sample_app/models/user.py", FLAG_MODEL)
+    first = project.run()
+    assert first.code == 0 and "from cache" not in first.out, first.output
+    result = project.run(env={"FLAGS": "0"})  # no table to drop: the downgrade fails
+    assert result.code == 1 and "from cache" not in result.out, result.output
+    assert "downgrade of `ddd444` raises OperationalError: no such table: flag" in result.out
+
+
+def _manifest(project: Project) -> Path:
+    [manifest] = (project.path / ".migcheck-cache").glob("*/*/manifest.json")
+    return manifest
+
+
+def _flip(path: Path, pattern: bytes, replacement: bytes) -> None:
+    """Change what matches `pattern` in a file, as flipped bits on disk would."""
+    data, count = re.subn(pattern, replacement, path.read_bytes())
+    assert count, f"{pattern!r} not in {path}"
+    path.write_bytes(data)
+
+
+def test_manifest_with_a_flipped_severity_is_evicted(project: Project) -> None:
+    project.replace_downgrade(BIO, "    pass\n")
+    fresh = project.run("--select", "roundtrip", "--format", "json")
+    assert fresh.code == 1, fresh.output
+    _flip(_manifest(project), rb"(?<=severity)(\\?\"): (\\?\")error", rb'\1: \2errOr')
+    result = project.run("--select", "roundtrip", "--format", "json")
+    assert result.code == 1, result.output  # not 0 with an error in the report
+    report = json.loads(result.out)
+    assert report["cached"] == 0 and report == {**json.loads(fresh.out), "seconds": report["seconds"]}
+    assert "errOr" not in _manifest(project).read_text()  # rebuilt by that run
+    text = project.run("--select", "roundtrip")
+    assert text.code == 1 and SUMMARY_CACHED in text.out, text.output
+
+
+def test_manifest_with_a_flipped_line_number_is_evicted(project: Project) -> None:
+    path = project.replace_downgrade(BIO, "    pass\n")
+    line = project.line_of(path, "def downgrade")
+    assert project.run("--select", "roundtrip").code == 1
+    _flip(_manifest(project), rb"(?<=line)(\\?\"): " + str(line).encode(), rb"\1: 7")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert f"{path}:{line}: roundtrip: downgrade of `{BIO}`" in result.out
+    assert "from cache" not in result.out
+    assert SUMMARY_CACHED in project.run("--select", "roundtrip").out
+
+
+def test_entry_without_a_loadable_manifest_is_evicted(project: Project) -> None:
+    assert project.run().code == 0
+    manifest = _manifest(project)
+    manifest.write_text('{"format": 1}')
+    assert "from cache" not in project.run().out
+    assert SUMMARY_CACHED in project.run().out
+
+
+def test_no_home_directory_costs_a_warning_not_the_run(project: Project) -> None:
+    """HOME unset and a uid without a passwd entry: no default cache location, but a run."""
+    uid = 54321
+    try:
+        pwd.getpwuid(uid)
+        pytest.skip(f"uid {uid} has a passwd entry here")
+    except KeyError:
+        pass
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run migcheck with a real uid that has no passwd entry")
+    # Only the real uid changes (the home directory is looked up by it; os.access() checks it too):
+    # a copy of the project where every user may read it.
+    shared = Path(tempfile.mkdtemp(prefix="migcheck-nohome-"))
+    try:
+        shared.chmod(0o755)
+        copy = Project(shared / "project")
+        shutil.copytree(project.path, copy.path)
+        for directory in [copy.path, *(p for p in copy.path.rglob("*") if p.is_dir())]:
+            directory.chmod(0o755)
+        env = {k: v for k, v in copy.env().items()
+               if k not in ("HOME", "XDG_CACHE_HOME", "MIGCHECK_CACHE_DIR")}
+        done = subprocess.run([sys.executable, "-m", "migcheck", "--app=sample_app:app"],
+                              cwd=copy.path, env=env, capture_output=True, text=True, timeout=120,
+                              preexec_fn=lambda: os.setreuid(uid, 0))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "no problems" in done.stdout
+        assert done.stderr.count("migcheck: warning:") == 1 and "cache" in done.stderr, done.stderr
+        assert not any(copy.tmp.iterdir()), "scratch area left behind"
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_cache_directory_that_is_a_file_costs_a_warning(project: Project) -> None:
+    blocker = project.write("cache-file", "not a directory\n")
+    for _ in range(2):
+        result = project.run(env={"MIGCHECK_CACHE_DIR": str(blocker)})
+        assert result.code == 0 and "no problems" in result.out, result.output
+        assert "migcheck: warning:" in result.err and "cache" in result.err
+    assert blocker.read_text() == "not a directory\n"

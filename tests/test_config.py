@@ -218,3 +218,30 @@ def test_missing_baseline_is_a_usage_error(project: Project) -> None:
     assert result.code == 2, result.output
     assert "The baseline file 'nope.json' does not exist. Create it with --write-baseline nope.json." \
         in result.err
+
+
+# --- where a value came from --------------------------------------------------------------
+
+def test_errors_name_pyproject_toml_as_the_source(project: Project) -> None:
+    pyproject = project.path / "pyproject.toml"
+    config(project, 'directory = "nowhere"')
+    result = project.run(*CORE)
+    assert result.code == 2, result.output
+    assert (f"No Flask-Migrate migrations directory at '{project.path / 'nowhere'}' (from directory in "
+            f"[tool.migcheck] of {pyproject}):") in result.err
+    config(project, 'db_url = "postgresql://postgres@127.0.0.1:abc/"')
+    result = project.run(*CORE)
+    assert result.code == 2, result.output
+    assert result.err.startswith(f"migcheck: error: db_url in [tool.migcheck] of {pyproject}: "
+                                 "'postgresql://postgres@127.0.0.1:abc/' is not a database URL")
+
+
+def test_errors_name_the_environment_or_the_flag_as_the_source(project: Project) -> None:
+    result = project.run(*CORE, env={"MIGCHECK_DATABASE_URL": "oracle://scott@localhost/"})
+    assert result.code == 2 and result.err.startswith(
+        "migcheck: error: MIGCHECK_DATABASE_URL: 'oracle' is not supported"), result.output
+    result = project.run(*CORE, "--db-url", "oracle://scott@localhost/", "--directory", "nowhere")
+    assert result.code == 2 and result.err.startswith(
+        "migcheck: error: --db-url: 'oracle' is not supported"), result.output
+    result = project.run(*CORE, "--directory", "nowhere")
+    assert result.code == 2 and "(from --directory, relative to" in result.err, result.output

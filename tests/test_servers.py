@@ -149,9 +149,92 @@ def test_given_database_with_tables_is_refused(server: Server, project: Project)
         server.execute("CREATE TABLE keep_me (id INTEGER)", database=name)
         result = run_on(server, project, db_url=server.url + name)
         assert result.code == 2, result.output
-        assert (f"migcheck: error: --db-url names the database '{name}', which already holds tables "
-                "(keep_me)") in result.err
+        assert (f"migcheck: error: --db-url names the database '{name}', which is not empty: it "
+                "holds table keep_me.") in result.err
         assert server.tables(name) == ["keep_me"]
+
+
+def test_given_database_with_other_objects_is_refused(postgres: Server, project: Project) -> None:
+    """No tables, but objects that the emptying would drop (or that change the results)."""
+    with postgres.database() as name:
+        postgres.execute("CREATE SEQUENCE keep_seq", "CREATE TYPE keep_mood AS ENUM ('ok')",
+                         "CREATE SCHEMA other", "CREATE DOMAIN other.keep_positive AS integer",
+                         "CREATE FUNCTION keep_one() RETURNS integer LANGUAGE sql AS 'SELECT 1'",
+                         database=name)
+        result = run_on(postgres, project, db_url=postgres.url + name)
+        assert result.code == 2, result.output
+        assert (f"--db-url names the database '{name}', which is not empty: it holds domain "
+                "other.keep_positive, function keep_one, sequence keep_seq, type keep_mood.") in result.err
+        left = postgres.execute(
+            "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'keep_seq')"
+            " + (SELECT count(*) FROM pg_type WHERE typname IN ('keep_mood', 'keep_positive'))"
+            " + (SELECT count(*) FROM pg_proc WHERE proname = 'keep_one')", database=name)
+        assert left == [(4,)]
+
+
+LEFTOVERS = """\"\"\"leftovers\"\"\"
+from alembic import op
+
+revision = 'ddd444'
+down_revision = 'e9e549eb0d5f'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("CREATE EXTENSION IF NOT EXISTS hstore")
+    op.execute("CREATE DOMAIN positive AS integer CHECK (VALUE > 0)")
+    op.execute("CREATE FUNCTION answer() RETURNS integer LANGUAGE sql AS 'SELECT 42'")
+
+
+def downgrade():
+    pass
+"""
+
+
+def test_given_database_is_emptied_of_everything_the_run_made(postgres: Server, project: Project) -> None:
+    """What the migrations leave (a function, a domain, an extension) goes too, so the database is
+    as empty as it was and the next run is not refused; an extension that was there stays."""
+    project.write("migrations/versions/ddd444_leftovers.py", LEFTOVERS)
+    with postgres.database() as name:
+        postgres.execute("CREATE EXTENSION citext", database=name)
+        for _ in range(2):
+            result = run_on(postgres, project, "--select", "upgrade", db_url=postgres.url + name)
+            assert result.code == 0 and "no problems" in result.out, result.output
+        extensions = postgres.execute("SELECT extname FROM pg_extension ORDER BY 1", database=name)
+        assert extensions == [("citext",), ("plpgsql",)]
+        left = postgres.execute("SELECT count(*) FROM pg_proc WHERE proname = 'answer'"
+                                " UNION ALL SELECT count(*) FROM pg_type WHERE typname = 'positive'",
+                                database=name)
+        assert left == [(0,), (0,)]
+
+
+def test_given_mysql_database_is_emptied_of_routines(mysql: Server, project: Project) -> None:
+    project.write("migrations/versions/ddd444_leftovers.py", LEFTOVERS.split("def upgrade")[0] + """
+def upgrade():
+    op.execute("CREATE FUNCTION answer() RETURNS INTEGER DETERMINISTIC RETURN 42")
+    op.execute("CREATE PROCEDURE nothing() BEGIN END")
+
+
+def downgrade():
+    pass
+""")
+    with mysql.database() as name:
+        for _ in range(2):
+            result = run_on(mysql, project, "--select", "upgrade", db_url=mysql.url + name)
+            assert result.code == 0 and "no problems" in result.out, result.output
+        assert mysql.execute("SELECT ROUTINE_NAME FROM information_schema.ROUTINES"
+                             f" WHERE ROUTINE_SCHEMA = '{name}'") == []
+
+
+def test_given_database_with_a_routine_is_refused(mysql: Server, project: Project) -> None:
+    with mysql.database() as name:
+        mysql.execute("CREATE FUNCTION keep_one() RETURNS INTEGER DETERMINISTIC RETURN 1",
+                      database=name)
+        result = run_on(mysql, project, db_url=mysql.url + name)
+        assert result.code == 2, result.output
+        assert "which is not empty: it holds function keep_one." in result.err
+        assert mysql.execute("SELECT keep_one()", database=name) == [(1,)]
 
 
 def test_missing_privilege_says_what_to_grant(server: Server, project: Project) -> None:
@@ -217,6 +300,14 @@ def test_sqlite_url_is_not_a_server(project: Project) -> None:
     result = project.run("--db-url", f"sqlite:///{project.path / 'x.sqlite'}")
     assert result.code == 2, result.output
     assert "give a PostgreSQL or MySQL/MariaDB server URL" in result.err
+
+
+@pytest.mark.parametrize("url", ["postgresql://postgres@127.0.0.1:abc/", "mysql://root@[::1/",
+                                 "postgresql://postgres@127.0.0.1:99999999999/"])
+def test_malformed_url_is_not_a_database_url(project: Project, url: str) -> None:
+    result = project.run("--db-url", url)
+    assert result.code == 2, result.output
+    assert result.err.startswith(f"migcheck: error: --db-url: {url!r} is not a database URL"), result.err
 
 
 def test_pg_app_needs_postgres_on_sqlite(tmp_path: Path) -> None:
@@ -335,7 +426,7 @@ def test_sqlite_blind_spots_are_checked_on_servers(server: Server, project: Proj
 def test_unreachable_server_is_a_usage_error_without_the_password(project: Project) -> None:
     result = project.run(env={"MIGCHECK_DATABASE_URL": "postgresql://postgres:s3cret@127.0.0.1:1/"})
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: --db-url: cannot connect to "
+    assert result.err.startswith("migcheck: error: MIGCHECK_DATABASE_URL: cannot connect to "
                                  "postgresql+psycopg://postgres:***@127.0.0.1:1/ as postgres: ")
     assert "s3cret" not in result.output
     assert "Traceback" not in result.output

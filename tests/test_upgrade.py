@@ -51,3 +51,35 @@ def test_sqlite_limitation_points_to_batch_mode(project: Project) -> None:
     assert ("fix: SQLite cannot ALTER this in place: wrap the operations in "
             "`with op.batch_alter_table(...)`") in result.out
     assert "--db-url" in result.out
+
+
+def test_missing_alembic_ini_fails_as_flask_db_upgrade_does(project: Project) -> None:
+    """env.py's fileConfig(alembic.ini) really runs: without the file, `flask db upgrade` fails."""
+    (project.path / "migrations" / "alembic.ini").unlink()
+    line = project.line_of("migrations/env.py", "fileConfig(config.config_file_name)")
+    result = project.run()
+    assert result.code == 1, result.output
+    assert f"migrations/env.py:{line}: upgrade: env.py failed before any migration ran: " in result.out
+    assert "restore or fix alembic.ini" in result.out
+
+
+def test_broken_alembic_ini_fails_the_upgrade(project: Project) -> None:
+    project.edit("migrations/alembic.ini", "class = StreamHandler", "class = NoSuchHandler")
+    line = project.line_of("migrations/env.py", "fileConfig(config.config_file_name)")
+    result = project.run("--select", "upgrade")
+    assert result.code == 1, result.output
+    assert f"migrations/env.py:{line}: upgrade: env.py failed before any migration ran: " in result.out
+    assert "NoSuchHandler" in result.out
+
+
+def test_alembic_ini_logging_stays_quiet_and_writes_no_file(project: Project) -> None:
+    """What alembic.ini configures (log lines, a log file) does not happen in migcheck's run."""
+    project.edit("migrations/alembic.ini", "[handlers]\nkeys = console",
+                 "[handlers]\nkeys = console,logfile")
+    project.edit("migrations/alembic.ini", "[logger_alembic]\nlevel = INFO\nhandlers =",
+                 "[logger_alembic]\nlevel = INFO\nhandlers = logfile")
+    project.append("migrations/alembic.ini", "\n[handler_logfile]\nclass = FileHandler\n"
+                   "args = ('migrations.log',)\nlevel = NOTSET\nformatter = generic\n")
+    result = project.run()
+    assert result.code == 0 and result.err == "", result.output
+    assert not (project.path / "migrations.log").exists()

@@ -10,6 +10,7 @@ from alembic.script import Script
 from migcheck.appload import relative
 from migcheck.findings import Finding
 from migcheck.project import Project
+from migcheck.pyfile import read_source
 
 NAME = "graph"
 
@@ -127,8 +128,7 @@ def _finding(rule: str, severity: str, script: Script, variable: str, message: s
 def _assignment_line(path: str, variable: str) -> int | None:
     """The line of `variable = ...` in a revision file (what a reviewer needs to look at)."""
     pattern = re.compile(rf"^{variable}\s*(:[^=]*)?=")
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if pattern.match(line):
-                return number
+    for number, line in enumerate(read_source(path).splitlines(), 1):
+        if pattern.match(line):
+            return number
     return None

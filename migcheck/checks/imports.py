@@ -29,6 +29,7 @@ from migcheck import source
 from migcheck.appload import relative, user_location
 from migcheck.findings import Finding
 from migcheck.project import Project
+from migcheck.pyfile import read_source
 
 NAME = "imports"
 
@@ -215,8 +216,7 @@ def _named(path: str) -> Candidate | None:
 def _definitions(path: str) -> Definitions | None:
     """Model-like classes and `Table(...)` calls that run at import (not inside functions)."""
     try:
-        with open(path, encoding="utf-8") as file:
-            tree = ast.parse(file.read(), path)
+        tree = ast.parse(read_source(path), path)
     except (OSError, SyntaxError, ValueError):
         return None
     definitions = Definitions({}, {})
@@ -354,8 +354,7 @@ def _imports(path: str, module: str, loaded: bool) -> Imports:
 def _import_statements(path: str) -> tuple[tuple[int, str, tuple[str, ...], int, bool], ...]:
     """Every import statement in a file: (level, module, names, line, inside a function)."""
     try:
-        with open(path, encoding="utf-8") as file:
-            tree = ast.parse(file.read(), path)
+        tree = ast.parse(read_source(path), path)
     except (OSError, SyntaxError, ValueError):
         return ()
     found: list[tuple[int, str, tuple[str, ...], int, bool]] = []

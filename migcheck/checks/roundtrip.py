@@ -26,6 +26,7 @@ from migcheck.envrun import run_env
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
 from migcheck.project import Project
+from migcheck.pyfile import read_source
 
 NAME = "roundtrip"
 
@@ -170,8 +171,7 @@ def _irreversible(project: Project) -> tuple[set[str], list[Finding]]:
 
 
 def _line_of(path: str, pattern: str | re.Pattern[str]) -> int | None:
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if (pattern.search(line) if isinstance(pattern, re.Pattern) else line.startswith(pattern)):
-                return number
+    for number, line in enumerate(read_source(path).splitlines(), 1):
+        if (pattern.search(line) if isinstance(pattern, re.Pattern) else line.startswith(pattern)):
+            return number
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging.config
 import os
 import traceback
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
         return Finding(NAME, "upgrade-env-failed", "error",
                        f"env.py failed before any migration ran: {describe(exc)}",
                        where[0] if where else relative(path), where[1] if where else None,
-                       "fix env.py; `flask db upgrade` fails the same way")
+                       _env_hint(exc))
     revision = step.revision
     real = _aborting_error(exc, project.scratch.errors)
     caught = "" if real is exc else (" (that error was caught, and PostgreSQL then refused the rest of "
@@ -83,6 +84,14 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
         where[0] if where else relative(revision.path), where[1] if where else None,
         _CAUGHT_HINT if caught else _hint(exc, revision.module, project.scratch.dialect), details,
     )
+
+
+def _env_hint(exc: BaseException) -> str:
+    if any(frame.f_code.co_filename == logging.config.__file__
+           for frame, _ in traceback.walk_tb(exc.__traceback__)):
+        return ("restore or fix alembic.ini in the migrations directory (env.py's fileConfig() reads "
+                "its logging sections); `flask db upgrade` fails the same way")
+    return "fix env.py; `flask db upgrade` fails the same way"
 
 
 def _aborting_error(exc: BaseException, errors: list[sa.exc.DBAPIError]) -> BaseException:

@@ -1,0 +1,181 @@
+"""What a revision file runs besides itself: the project's modules it imports, found without running it.
+
+The cache (cache.py) keys each revision on these files' content, because a revision that imports the
+app's models or a helper module of the project behaves differently when that code changes. The
+import statements are read from the source (anywhere in the file, also inside `upgrade()`, where
+they run only when the revision does) and followed through the project's own modules, transitively.
+The standard library and installed packages are not followed: the libraries that decide how a
+migration runs are keyed by version.
+
+What no file content can key is what a revision reads while it runs: the app's configuration
+(`current_app`), the environment, other files, modules named at run time. A revision file that
+mentions any of these is `opaque`, and the cache does not keep it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+import sys
+import sysconfig
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from migcheck.pyfile import read_source
+
+# Names through which a revision reads state that is not code.
+_OPAQUE_NAMES = frozenset({
+    "current_app", "environ", "getenv", "open", "read_text", "read_bytes", "import_module",
+    "__import__", "exec", "eval", "load_source", "spec_from_file_location",
+})
+_OPAQUE_WORDS = re.compile(r"\b(?:" + "|".join(sorted(_OPAQUE_NAMES)) + r")\b")
+_LIBRARY_DIRS = tuple(
+    os.path.realpath(path) + os.sep
+    for path in {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    if path
+)
+_INSTALLED = ("site-packages", "dist-packages")
+
+
+class Scan(NamedTuple):
+    imports: tuple[str, ...]  # absolute names of the modules the file may import, parents included
+    opaque: bool  # it mentions a way to read state that is not code
+
+
+class Dependencies(NamedTuple):
+    files: frozenset[str]  # the project's source files the file imports, transitively (real paths)
+    opaque: bool
+
+
+def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
+    """For each file (a revision file or env.py): the project files it imports, and whether it is
+    opaque. One pass shares what is found between files that import the same modules."""
+    origins: dict[str, tuple[str | None, list[str] | None]] = {}
+    scans: dict[tuple[str, str | None], Scan] = {}
+
+    def scan(path: str, package: str | None) -> Scan:
+        if (path, package) not in scans:
+            scans[path, package] = _scan(path, package)
+        return scans[path, package]
+
+    def closure(path: str) -> frozenset[str]:
+        found: set[str] = set()
+        pending: list[tuple[str, str | None]] = [(path, None)]
+        while pending:
+            file, package = pending.pop()
+            for name in scan(file, package).imports:
+                origin, locations = _locate(name, origins)
+                if origin is None or origin in found or not _in_project(origin):
+                    continue
+                found.add(origin)
+                if origin.endswith(".py"):
+                    pending.append((origin, name if locations is not None else name.rpartition(".")[0]))
+        return frozenset(found)
+
+    return {path: Dependencies(closure(path), scan(path, None).opaque) for path in paths}
+
+
+def _scan(path: str, package: str | None) -> Scan:
+    """The import statements and opaque names of one file (`package`: for its relative imports)."""
+    try:
+        source = read_source(path)
+        tree = ast.parse(source, path)
+    except (OSError, SyntaxError, ValueError):
+        return Scan((), False)  # keyed by its content all the same; nothing more to follow
+    names: list[str] = []
+    opaque = False
+    for node in _statements(tree.body):  # imports are statements: no need to visit expressions
+        if isinstance(node, ast.Import):
+            names += [parent for alias in node.names for parent in _with_parents(alias.name)]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, package)
+            if base is not None:
+                names += _with_parents(base)
+                names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+    if _OPAQUE_WORDS.search(source):  # rare: only then is every expression visited
+        opaque = any(_is_opaque(node) for node in ast.walk(tree))
+    return Scan(tuple(dict.fromkeys(names)), opaque)
+
+
+def _statements(body: list[Any]) -> Iterator[ast.AST]:
+    """Every statement, also those nested in functions, classes, branches, loops, try and match."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, None) or [])
+
+
+def _is_opaque(node: ast.AST) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id in _OPAQUE_NAMES
+    if isinstance(node, ast.Attribute):
+        return node.attr in _OPAQUE_NAMES
+    if isinstance(node, ast.ImportFrom):
+        return any(alias.name in _OPAQUE_NAMES for alias in node.names)
+    return False
+
+
+def _absolute(node: ast.ImportFrom, package: str | None) -> str | None:
+    if not node.level:
+        return node.module
+    if not package:
+        return None  # a relative import outside a package fails when it runs
+    try:
+        return importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+    except (ImportError, ValueError):
+        return None
+
+
+def _with_parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:end]) for end in range(1, len(parts) + 1)]
+
+
+def _locate(name: str, known: dict[str, tuple[str | None, list[str] | None]]
+            ) -> tuple[str | None, list[str] | None]:
+    """A module's source file and, for a package, where its submodules are; without importing it
+    (finding `a.b` with importlib would import `a`, running its code before the revision does)."""
+    if name in known:
+        return known[name]
+    origin: str | None = None
+    locations: list[str] | None = None
+    module = sys.modules.get(name)
+    if module is not None:
+        origin = getattr(module, "__file__", None)
+        path = getattr(module, "__path__", None)
+        locations = list(path) if path is not None else None
+    else:
+        parent, _, _ = name.rpartition(".")
+        search = _locate(parent, known)[1] if parent else None
+        if not parent or search is not None:
+            spec = _find_spec(name, search)
+            if spec is not None:
+                origin = spec.origin if spec.has_location else None
+                search_locations = spec.submodule_search_locations
+                locations = list(search_locations) if search_locations is not None else None
+    real = os.path.realpath(origin) if origin and os.path.isfile(origin) else None
+    known[name] = (real, locations)
+    return known[name]
+
+
+def _find_spec(name: str, path: list[str] | None) -> importlib.machinery.ModuleSpec | None:
+    """What `import name` would find, asking the finders the way the import system does."""
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            spec = find_spec(name, path)
+        except (ImportError, ValueError, OSError):
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
+def _in_project(path: str) -> bool:
+    """Not the standard library, not an installed package."""
+    parts = path.split(os.sep)
+    return not path.startswith(_LIBRARY_DIRS) and not any(part in _INSTALLED for part in parts)
