@@ -23,6 +23,13 @@ _DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql")
             "mariadb": ("pymysql", "mysql")}
 _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
+# What sqlalchemy-utils runs on a maintenance connection: a catalog query about one database by name,
+# or CREATE DATABASE (with options such as ENCODING, TEMPLATE, CHARACTER SET).
+_MAINTENANCE_STATEMENT = re.compile(
+    r"\s*(?:SELECT\s+(?:1|SCHEMA_NAME)\s+FROM\s+(?:INFORMATION_SCHEMA\.SCHEMATA|pg_database)\s+"
+    r"WHERE\s+(?:SCHEMA_NAME|datname)\s*=\s*'(?P<asked>\w+)'"
+    r"|CREATE\s+DATABASE\s+(?P<created>`\w+`|\"\w+\"|\w+)[\w\s'\"`=-]*)\s*;?\s*",
+    re.IGNORECASE)
 
 
 def parse_url(text: str) -> sa.URL:
@@ -109,10 +116,26 @@ class Server:
         """A connection to one of this run's scratch databases, or migcheck's own admin connection."""
         if dialect is self.admin.dialect:
             return True
-        if dialect.name != self.admin.dialect.name:
-            return False
-        database = cparams.get("dbname") or cparams.get("database") or cparams.get("db")
-        return (database in self.names.values() and cparams.get("host") == self.where.get("host")
+        return self._here(dialect, cparams) and _database(cparams) in self.names.values()
+
+    def maintenance(self, dialect: sa.engine.Dialect, cparams: dict[str, Any]) -> bool:
+        """An app's connection to this server's maintenance database (`postgres`, or MySQL without a
+        database), as sqlalchemy-utils' `database_exists` / `create_database` open to ask about or
+        create the app's database: let through, for the statements `allows` admits only."""
+        maintenance = "postgres" if self.backend == "postgresql" else None
+        return (dialect is not self.admin.dialect and self._here(dialect, cparams)
+                and _database(cparams) == maintenance)
+
+    def allows(self, statement: str) -> bool:
+        """A statement fit for a maintenance connection: it only asks whether scratch databases
+        exist, or creates one (which exists already, so the server refuses it)."""
+        names = set(self.names.values())
+        match = _MAINTENANCE_STATEMENT.fullmatch(statement)
+        return match is not None and (match["asked"] or match["created"].strip('`"')) in names
+
+    def _here(self, dialect: sa.engine.Dialect, cparams: dict[str, Any]) -> bool:
+        """A connection to this server (the same dialect, host and port as --db-url)."""
+        return (dialect.name == self.admin.dialect.name and cparams.get("host") == self.where.get("host")
                 and cparams.get("port") == self.where.get("port"))
 
     def reset(self, bind_key: str | None) -> bool:
@@ -193,6 +216,11 @@ class Server:
             example = "mysql+pymysql://USER@HOST:3306/empty_db"
         return (f"Let the user create databases ({grant}), or create an empty database for "
                 f"migcheck and name it in the URL ({example}).")
+
+
+def _database(cparams: dict[str, Any]) -> str | None:
+    """The database a driver's connect() arguments name (psycopg: dbname, PyMySQL: database or db)."""
+    return cparams.get("dbname") or cparams.get("database") or cparams.get("db") or None
 
 
 def _bind_label(key: str | None) -> str:
