@@ -24,7 +24,7 @@ BINDS = "SQLALCHEMY_BINDS"
 Redirect = Callable[[Any, Any], str]
 
 
-class _Rewriting(dict):  # type: ignore[type-arg]
+class _Rewriting(dict[Any, Any]):
     """A dict whose every write goes through `_rewrite(key, value)`."""
 
     def _rewrite(self, key: Any, value: Any) -> Any:
@@ -42,7 +42,7 @@ class _Rewriting(dict):  # type: ignore[type-arg]
             self[key] = default
         return self[key]
 
-    def __ior__(self, other: Any) -> _Rewriting:  # type: ignore[override,misc]
+    def __ior__(self, other: Any) -> _Rewriting:  # type: ignore[misc]
         self.update(other)
         return self
 
@@ -96,7 +96,7 @@ def redirected_configs(redirect: Redirect) -> Iterator[None]:
                 config[key] = dict.__getitem__(config, key)
         return config
 
-    Flask.make_config = make_config  # type: ignore[method-assign]
+    Flask.make_config = make_config  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

@@ -32,7 +32,6 @@ from migcheck.errors import UsageError
 from migcheck.redirect import redirected_configs
 from migcheck.servers import Server, parse_url
 
-
 _MAINTENANCE = "migcheck_maintenance"  # marks a connection to a server's maintenance database
 
 
