@@ -32,7 +32,7 @@ from migcheck.errors import UsageError
 from migcheck.redirect import redirected_configs
 from migcheck.servers import Server, parse_url
 
-_MAINTENANCE = "migcheck_maintenance"  # marks a connection to a server's maintenance database
+_MAINTENANCE = "migcheck_maintenance"  # marks an app's connection to a MySQL server without a database
 
 
 class UnsafeConnection(UsageError):
@@ -174,8 +174,8 @@ def scratch_area(db_url: str | None = None) -> Iterator[Scratch]:
         if server is not None and conn.info.get(_MAINTENANCE) and not server.allows(statement):
             shown = " ".join(statement.split())
             raise UnsafeConnection(
-                f"Refused {shown[:80]!r} on a connection to the {server.backend} server's maintenance "
-                f"database: there migcheck lets an app only ask whether its (scratch) database exists "
+                f"Refused {shown[:80]!r} on a connection to the {server.backend} server without a "
+                "database: there migcheck lets an app only ask whether its (scratch) database exists "
                 "or create it, as sqlalchemy-utils' database_exists / create_database do.")
 
     original_init_app = SQLAlchemy.init_app

@@ -23,12 +23,12 @@ _DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql")
             "mariadb": ("pymysql", "mysql")}
 _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
-# What sqlalchemy-utils runs on a maintenance connection: a catalog query about one database by name,
-# or CREATE DATABASE (with options such as ENCODING, TEMPLATE, CHARACTER SET).
+# What sqlalchemy-utils runs on a MySQL connection without a database: a catalog query about one
+# database by name, or CREATE DATABASE (with options such as CHARACTER SET).
 _MAINTENANCE_STATEMENT = re.compile(
-    r"\s*(?:SELECT\s+(?:1|SCHEMA_NAME)\s+FROM\s+(?:INFORMATION_SCHEMA\.SCHEMATA|pg_database)\s+"
-    r"WHERE\s+(?:SCHEMA_NAME|datname)\s*=\s*'(?P<asked>\w+)'"
-    r"|CREATE\s+DATABASE\s+(?P<created>`\w+`|\"\w+\"|\w+)[\w\s'\"`=-]*)\s*;?\s*",
+    r"\s*(?:SELECT\s+SCHEMA_NAME\s+FROM\s+INFORMATION_SCHEMA\.SCHEMATA\s+"
+    r"WHERE\s+SCHEMA_NAME\s*=\s*'(?P<asked>\w+)'"
+    r"|CREATE\s+DATABASE\s+(?P<created>`\w+`|\w+)[\w\s'`=-]*)\s*;?\s*",
     re.IGNORECASE)
 
 
@@ -119,19 +119,19 @@ class Server:
         return self._here(dialect, cparams) and _database(cparams) in self.names.values()
 
     def maintenance(self, dialect: sa.engine.Dialect, cparams: dict[str, Any]) -> bool:
-        """An app's connection to this server's maintenance database (`postgres`, or MySQL without a
-        database), as sqlalchemy-utils' `database_exists` / `create_database` open to ask about or
-        create the app's database: let through, for the statements `allows` admits only."""
-        maintenance = "postgres" if self.backend == "postgresql" else None
-        return (dialect is not self.admin.dialect and self._here(dialect, cparams)
-                and _database(cparams) == maintenance)
+        """An app's connection to this MySQL server without a database, as sqlalchemy-utils'
+        `database_exists` / `create_database` open to ask about or create the app's database: let
+        through, for the statements `allows` admits only. (On PostgreSQL, database_exists asks the
+        URL's own database first, a scratch one; `postgres` is a database like any other: refused.)"""
+        return (self.backend != "postgresql" and dialect is not self.admin.dialect
+                and self._here(dialect, cparams) and _database(cparams) is None)
 
     def allows(self, statement: str) -> bool:
-        """A statement fit for a maintenance connection: it only asks whether scratch databases
-        exist, or creates one (which exists already, so the server refuses it)."""
+        """A statement fit for a connection without a database: it only asks whether a scratch
+        database exists, or creates one (which exists already, so the server refuses it)."""
         names = set(self.names.values())
         match = _MAINTENANCE_STATEMENT.fullmatch(statement)
-        return match is not None and (match["asked"] or match["created"].strip('`"')) in names
+        return match is not None and (match["asked"] or match["created"].strip("`")) in names
 
     def _here(self, dialect: sa.engine.Dialect, cparams: dict[str, Any]) -> bool:
         """A connection to this server (the same dialect, host and port as --db-url)."""

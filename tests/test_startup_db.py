@@ -111,20 +111,21 @@ def create_app():
     assert result.code == 0, result.output
 
 
-def test_maintenance_connection_only_asks_about_scratch_databases(server: Server, notes: Project) -> None:
-    """sqlalchemy-utils' check may reach the server's maintenance database; nothing else may run there."""
-    query = ("SELECT datname FROM pg_database" if server.name == "postgresql"
-             else "SELECT SCHEMA_NAME FROM INFORMATION_SCHEMA.SCHEMATA")
-    maintenance = "postgres" if server.name == "postgresql" else None
+def test_connection_without_a_database_only_asks_about_scratch_databases(mysql: Server,
+                                                                      notes: Project) -> None:
+    """sqlalchemy-utils' check on MySQL connects without a database; nothing else may run there.
+    (On PostgreSQL it asks the URL's own, scratch, database first: test_servers checks that a
+    connection to `postgres` is refused.)"""
+    query = "SELECT SCHEMA_NAME FROM INFORMATION_SCHEMA.SCHEMATA"
     notes.edit(APPS["create_db"], "    if not database_exists(url):\n",
-               f"    with sa.create_engine(set_url_database(url, {maintenance!r})).connect() as c:\n"
+               "    with sa.create_engine(set_url_database(url, None)).connect() as c:\n"
                f"        c.execute(sa.text({query!r})).all()\n"
                "    if not database_exists(url):\n")
-    result = run_on(server, notes, app="notes.create_db:create_app()")
+    result = run_on(mysql, notes, app="notes.create_db:create_app()")
     assert result.code == 2, result.output
     line = notes.line_of(APPS["create_db"], "c.execute(")
     assert result.err == (
-        f"migcheck: error: Refused {query!r} on a connection to the {server.name} server's maintenance "
-        "database: there migcheck lets an app only ask whether its (scratch) database exists or create "
-        f"it, as sqlalchemy-utils' database_exists / create_database do. It happens at "
-        f"{APPS['create_db']}:{line}.\n")
+        f"migcheck: error: Refused {query!r} on a connection to the mysql server without a database: "
+        "there migcheck lets an app only ask whether its (scratch) database exists or create it, as "
+        "sqlalchemy-utils' database_exists / create_database do. "
+        f"It happens at {APPS['create_db']}:{line}.\n")
