@@ -114,7 +114,8 @@ def test_several_modules_registering_migrate_are_listed(tutorial: Project) -> No
     assert result.err == (
         "migcheck: error: The app 'app' does not use Flask-Migrate: no Migrate(app, db) was registered "
         "while it loaded. Several modules the app does not import call Migrate(...); point migcheck at the "
-        "one that sets up this app: --app cli:app (cli.py:5), --app manage:app (manage.py:8).\n")
+        "one that sets up this app: --app cli:app (cli.py:5), --app manage:app "
+        f"(manage.py:{tutorial.line_of('manage.py', 'Migrate(app')}).\n")
 
 
 def _factory_with_required_argument(project: Project) -> None:
