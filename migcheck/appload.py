@@ -54,7 +54,11 @@ def load_migrate_app(import_path: str | None) -> tuple[Flask, tuple[str, ...]]:
     calls = find_migrate_calls(app)
     if len(calls) == 1 and given is None:
         call = calls[0]
-        app = load_app(call.import_path)
+        try:
+            app = load_app(call.import_path)
+        except UsageError as exc:
+            raise UsageError(f"The app {app.import_name!r} does not use Flask-Migrate; {call.path}:"
+                             f"{call.line} calls Migrate(...), but loading it failed: {exc}") from exc
         if "migrate" in app.extensions:
             return app, (f"app loaded from {call.path}, which registers Migrate (--app {call.import_path})",)
     message = (f"The app {app.import_name!r} does not use Flask-Migrate: no Migrate(app, db) was "

@@ -90,7 +90,10 @@ def redirected_configs(redirect: Redirect) -> Iterator[None]:
         base = type(config)  # the app's own config class (Flask.config_class), kept for its methods
         if base not in classes:
             classes[base] = type(base.__name__, (mixin, base), {})
-        config.__class__ = classes[base]
+        try:
+            config.__class__ = classes[base]
+        except TypeError:  # a config class with __slots__: init_app-time redirection still holds
+            return config
         for key in (URI, BINDS):  # defaults given to the constructor did not pass __setitem__
             if key in config:
                 config[key] = dict.__getitem__(config, key)

@@ -106,6 +106,19 @@ def test_tutorial_layout_without_app_loads_manage(tutorial: Project) -> None:
             "but no migration creates it") in result.out
 
 
+def test_manage_module_that_does_not_load_says_so(tutorial: Project) -> None:
+    tutorial.edit("manage.py", "from app import app\n",
+                  "from app import app\nfrom flask_script import Manager\n")
+    result = tutorial.run(app=None)
+    assert result.code == 2, result.output
+    assert result.err == (
+        "migcheck: error: The app 'app' does not use Flask-Migrate; manage.py:"
+        f"{tutorial.line_of('manage.py', 'Migrate(app')} calls Migrate(...), but loading it failed: Could "
+        "not load 'manage:app': ModuleNotFoundError: No module named 'flask_script' at manage.py:"
+        f"{tutorial.line_of('manage.py', 'flask_script')}. Fix the error in your code (run with --verbose "
+        "for the full traceback).\n")
+
+
 def test_several_modules_registering_migrate_are_listed(tutorial: Project) -> None:
     tutorial.write("cli.py", "import flask_migrate\nfrom app import app\nfrom exts import db\n\n"
                              "flask_migrate.Migrate(app=app, db=db)\n")

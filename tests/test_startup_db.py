@@ -81,34 +81,50 @@ def test_app_touching_its_database_while_loading_on_servers(server: Server, note
 
 
 def test_config_written_every_way_holds_scratch_urls(notes: Project) -> None:
-    """update, setdefault, |=, from_mapping, a bind added to SQLALCHEMY_BINDS later: none leaks."""
+    """update, from_mapping, |=, from_pyfile, from_prefixed_env, a bind added to SQLALCHEMY_BINDS
+    later, the app's own config class: every URL the app reads back is a scratch one."""
     real = f"sqlite:///{notes.configured_db}"
+    notes.write("settings.cfg", f"SQLALCHEMY_DATABASE_URI = {real!r}\n")
     notes.write("notes/every_way.py", f'''
 import sqlalchemy as sa
-from flask import Flask
+from flask import Config, Flask
 
 from .models import db, migrate
 
 
+class OwnConfig(Config):
+    pass
+
+
+class OwnFlask(Flask):
+    config_class = OwnConfig
+
+
 def create_app():
-    app = Flask(__name__)
+    app = OwnFlask(__name__)
     app.config.update(SQLALCHEMY_DATABASE_URI={real!r})
     urls = [app.config["SQLALCHEMY_DATABASE_URI"]]
     app.config.from_mapping({{"SQLALCHEMY_DATABASE_URI": {real!r}}})
     urls.append(app.config.get("SQLALCHEMY_DATABASE_URI"))
     app.config |= {{"SQLALCHEMY_DATABASE_URI": {real!r}}}
     urls.append(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config.from_pyfile("../settings.cfg")
+    urls.append(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config.from_prefixed_env()  # FLASK_SQLALCHEMY_BINDS__archive
     app.config.setdefault("SQLALCHEMY_BINDS", {{}})["cache"] = {real!r}
     app.config["SQLALCHEMY_BINDS"].update(reports={real!r})
     urls += app.config["SQLALCHEMY_BINDS"].values()
+    assert len(urls) == 7 and isinstance(app.config, OwnConfig), (urls, type(app.config))
     for url in urls:
         sa.create_engine(url).connect().close()
     db.init_app(app)
     migrate.init_app(app, db)
     return app
 ''')
-    result = notes.run("--select", "graph,upgrade", app="notes.every_way:create_app()")
+    result = notes.run("--select", "graph,upgrade", app="notes.every_way:create_app()",
+                       env={"FLASK_SQLALCHEMY_BINDS__archive": f'"{real}"'})
     assert result.code == 0, result.output
+    assert "no problems" in result.out
 
 
 def test_connection_without_a_database_only_asks_about_scratch_databases(mysql: Server,
