@@ -171,7 +171,8 @@ def scratch_area(db_url: str | None = None) -> Iterator[Scratch]:
 
     def refuse_statement(conn: sa.engine.Connection, cursor: Any, statement: str, parameters: Any,
                          context: Any, executemany: bool) -> None:
-        if server is not None and conn.info.get(_MAINTENANCE) and not server.allows(statement):
+        assert server is not None  # listened to only with a server
+        if conn.info.get(_MAINTENANCE) and not server.allows(statement):
             shown = " ".join(statement.split())
             raise UnsafeConnection(
                 f"Refused {shown[:80]!r} on a connection to the {server.backend} server without a "
@@ -190,7 +191,8 @@ def scratch_area(db_url: str | None = None) -> Iterator[Scratch]:
             scratch.errors.append(context.sqlalchemy_exception)
 
     sa.event.listen(sa.engine.Engine, "do_connect", refuse_foreign)
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", refuse_statement)
+    if server is not None:
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", refuse_statement)
     sa.event.listen(sa.engine.Engine, "connect", _throwaway_sqlite)
     sa.event.listen(sa.engine.Engine, "handle_error", remember_error)
     SQLAlchemy.init_app = init_app  # type: ignore[method-assign]
@@ -204,7 +206,8 @@ def scratch_area(db_url: str | None = None) -> Iterator[Scratch]:
             _drop_server_databases(scratch, server)
         SQLAlchemy.init_app = original_init_app  # type: ignore[method-assign]
         sa.event.remove(sa.engine.Engine, "do_connect", refuse_foreign)
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", refuse_statement)
+        if server is not None:
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", refuse_statement)
         sa.event.remove(sa.engine.Engine, "connect", _throwaway_sqlite)
         sa.event.remove(sa.engine.Engine, "handle_error", remember_error)
         shutil.rmtree(scratch.root, ignore_errors=True)
