@@ -4,6 +4,7 @@ and a factory that needs arguments (sample_app)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,10 @@ def test_factory_argument_without_a_known_value(project: Project) -> None:
         "migcheck: error: The factory 'create_app' in module 'sample_app' needs an argument that --app does "
         "not give: tenant. Give it in --app, e.g. --app \"sample_app:create_app('testing', tenant=...)\", "
         "with a value for tenant in place of ....\n")
+
+
+def test_json_report_says_what_was_found(tutorial: Project) -> None:
+    result = tutorial.run("--format", "json", app=None)
+    assert result.code == 0, result.output
+    assert json.loads(result.out)["found"] == [
+        "app loaded from manage.py, which registers Migrate (--app manage:app)"]
