@@ -41,6 +41,7 @@ class Project(NamedTuple):
     scripts: list[Script]  # every revision file, duplicates included, in directory order
     scratch: Scratch
     options: Options
+    found: tuple[str, ...] = ()  # what migcheck found by looking, for the summary
 
     @property
     def binds(self) -> list[str | None]:
@@ -53,22 +54,15 @@ class Project(NamedTuple):
 
 
 def open_project(app: Flask, scratch: Scratch, directory: str | None, options: Options) -> Project:
-    """Find the app's Flask-Migrate setup; call inside an app context."""
-    migrate = app.extensions.get("migrate")
-    if migrate is None:
-        raise UsageError(
-            f"The app {app.import_name!r} does not use Flask-Migrate: no Migrate(app, db) was "
-            "registered while it loaded. Call Migrate(app, db) (or migrate.init_app(app, db)) "
-            "in the app factory."
-        )
-    path = Path(directory or migrate.directory)
+    """Find the app's Flask-Migrate setup; call inside an app context (after appload.load_migrate_app)."""
+    migrate = app.extensions["migrate"]
+    path, found = (Path(directory), ()) if directory else _migrations_directory(app, migrate.directory)
     if not (path / "env.py").is_file():
-        where = options.origin("directory") if directory else "Migrate(directory=...)"
         relative_to = "" if path.is_absolute() else f", relative to {os.getcwd()}"
         raise UsageError(
-            f"No Flask-Migrate migrations directory at {os.fspath(path)!r} (from {where}"
-            f"{relative_to}): it has no env.py. Run migcheck from your project's root, "
-            "pass --directory, or create the directory with `flask db init`."
+            f"No Flask-Migrate migrations directory at {os.fspath(path)!r} (from "
+            f"{options.origin('directory')}{relative_to}): it has no env.py. Run migcheck from your "
+            "project's root, pass the directory that holds env.py, or create it with `flask db init`."
         )
     config = migrate.migrate.get_config(os.fspath(path))
     script = ScriptDirectory.from_config(config)
@@ -76,7 +70,43 @@ def open_project(app: Flask, scratch: Scratch, directory: str | None, options: O
     # Alembic would import every revision file again to build its map; hand it the ones we have.
     script.revision_map = RevisionMap(lambda: scripts)
     return Project(app=app, db=migrate.db, directory=path, config=config, script=script,
-                   scripts=scripts, scratch=scratch, options=options)
+                   scripts=scripts, scratch=scratch, options=options, found=found)
+
+
+def _migrations_directory(app: Flask, named: str) -> tuple[Path, tuple[str, ...]]:
+    """The directory `Migrate` names, else the one place the project keeps its migrations.
+
+    Projects that keep them in their package pass the directory to `flask_migrate.upgrade(...)` or
+    `flask db -d` rather than to `Migrate`: look where Flask-Migrate projects keep them. Returns the
+    directory and, when found by looking, a note for the summary.
+    """
+    path = Path(named)
+    if (path / "env.py").is_file():
+        return path, ()
+    candidates = _migrations_candidates(app)
+    if len(candidates) == 1:
+        found = relative(os.fspath(candidates[0]))
+        return candidates[0], (f"migrations found in {found} ({os.fspath(path)!r} has no env.py)",)
+    relative_to = "" if path.is_absolute() else f", relative to {os.getcwd()}"
+    where = f"No Flask-Migrate migrations directory at {os.fspath(path)!r} (from Migrate(directory=...)" \
+            f"{relative_to}): it has no env.py"
+    if candidates:
+        listed = ", ".join(relative(os.fspath(c)) for c in candidates)
+        raise UsageError(f"{where}, and the project has several that do: {listed}. Say which one with "
+                         f"--directory, e.g. --directory {relative(os.fspath(candidates[0]))}.")
+    raise UsageError(f"{where}. Run migcheck from your project's root, pass --directory, or create "
+                     "the directory with `flask db init`.")
+
+
+def _migrations_candidates(app: Flask) -> list[Path]:
+    """Where Flask-Migrate projects keep migrations: beside the app (its root path), or one level down."""
+    found = [Path(app.root_path) / "migrations",
+             *(env.parent for env in Path.cwd().glob("*/migrations/env.py"))]
+    unique: dict[str, Path] = {}
+    for path in found:
+        if (path / "env.py").is_file():
+            unique.setdefault(os.path.realpath(path), path)
+    return sorted(unique.values())
 
 
 def _load_revision_files(script: ScriptDirectory) -> list[Script]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
 from typing import NamedTuple
 
 from migcheck import cache
-from migcheck.appload import load_app, relative
+from migcheck.appload import load_migrate_app, relative
 from migcheck.checks import drift, graph, imports, roundtrip, upgrade
 from migcheck.findings import Finding, Run
 from migcheck.progress import Progress, silent
@@ -23,14 +24,16 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
         # Alembic warns about duplicate revision ids; the graph check reports them properly.
         warnings.filterwarnings("ignore", message=r"Revision \w+ is present more than once")
         progress("loading the app", 0, 0)
-        app = load_app(app_path)
+        app, found = load_migrate_app(app_path)
+        # An app that upgrades at startup ran env.py's fileConfig: the report says what matters.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         with app.app_context():
             project = open_project(app, scratch, directory, options)
             started_from = _fresh_start(scratch)
             checked = run_checks(project, checks, progress)
     return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
-               cached=checked.cached)
+               cached=checked.cached, found=found + project.found)
 
 
 def _fresh_start(scratch: Scratch) -> list[Finding]:

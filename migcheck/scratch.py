@@ -1,11 +1,11 @@
 """The scratch area: the only databases migcheck ever connects to.
 
-Two mechanisms keep the promise. Every `SQLAlchemy.init_app` sees its database URLs replaced by
-scratch URLs before it creates an engine (so a `postgresql://` URL needs no driver and an app factory
-that connects or calls `db.create_all()` lands in the scratch database). And the guard (guard.py)
-refuses any connection that is not to a scratch database, whoever opens it: a `do_connect` listener
-on every Engine, and wrappers around the DB-API drivers' own connect functions, share one policy,
-`Scratch.owns`.
+Two mechanisms keep the promise. An app's config holds scratch URLs from the moment a database URL
+is written to it (redirect.py), so whatever reads it (Flask-SQLAlchemy, a factory that connects or
+creates the database before `db.init_app`, an old env.py) gets a scratch URL, and a `postgresql://`
+URL needs no driver. And the guard (guard.py) refuses any connection that is not to a scratch
+database, whoever opens it: a `do_connect` listener on every Engine, and wrappers around the DB-API
+drivers' own connect functions, share one policy, `Scratch.owns`.
 
 The scratch databases are SQLite files in a temporary directory, or with `--db-url` databases on a
 PostgreSQL or MySQL/MariaDB server (see servers.py).
@@ -30,8 +30,12 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
 from migcheck import guard
+from migcheck.errors import UnsafeConnection
 from migcheck.guard import Target
+from migcheck.redirect import redirected_configs
 from migcheck.servers import Server, parse_url
+
+_MAINTENANCE = "migcheck_maintenance"  # marks an app's connection to a MySQL server without a database
 
 
 class Scratch:
@@ -40,7 +44,8 @@ class Scratch:
     def __init__(self, root: Path, server: Server | None = None) -> None:
         self.root = root
         self.server = server
-        self.configured: dict[str | None, str] = {}  # bind key -> the URL the app is configured with
+        self.written: dict[str | None, str] = {}  # bind key -> the URL last written to an app's config
+        self.configured: dict[str | None, str] = {}  # bind key -> the URL Flask-SQLAlchemy was given
         self.engines: list[sa.engine.Engine] = []  # the app's engines, disposed before a drop
         self.errors: list[sa.exc.DBAPIError] = []  # every database error, also those a migration caught
 
@@ -78,16 +83,27 @@ class Scratch:
         path = os.path.realpath(target.database)
         return path.startswith(os.path.realpath(self.root) + os.sep)
 
+    def redirect_url(self, bind_key: str | None, url: Any) -> str:
+        """The scratch URL that stands in for a configured one; remembers the configured one."""
+        scratch_url = self.url_for(bind_key)
+        if _safe(url) != _safe(scratch_url):  # not a scratch URL written back (a copy of the config)
+            self.written[bind_key] = _safe(url)
+        return scratch_url
+
     def redirect(self, app_config: dict[str, Any], db: SQLAlchemy) -> None:
-        """Point an app's Flask-SQLAlchemy config at scratch databases, before engines exist."""
+        """Record the binds an app's Flask-SQLAlchemy uses, before it creates engines.
+
+        The app's config already holds scratch URLs (redirect.py); rewriting them again here also
+        covers a config that Flask did not make (an app that replaced `app.config`).
+        """
         uri = app_config.get("SQLALCHEMY_DATABASE_URI")
         if uri is not None:
-            self.configured[None] = _safe(uri)
-            app_config["SQLALCHEMY_DATABASE_URI"] = self.url_for(None)
+            app_config["SQLALCHEMY_DATABASE_URI"] = self.redirect_url(None, uri)
+            self.configured[None] = self.written.get(None, _safe(uri))
         binds = {}
         for key, value in (app_config.get("SQLALCHEMY_BINDS") or {}).items():
-            self.configured[key] = _safe(value["url"] if isinstance(value, dict) else value)
-            binds[key] = self.url_for(key)
+            binds[key] = self.redirect_url(key, value["url"] if isinstance(value, dict) else value)
+            self.configured[key] = self.written.get(key, binds[key])
         app_config["SQLALCHEMY_BINDS"] = binds
         # Options meant for the real server (connect_args, pool sizes) do not fit a scratch engine.
         app_config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
@@ -143,8 +159,23 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
         if server is not None and dialect is server.admin.dialect:
             with guard.trusted():  # migcheck's own admin connection
                 return dialect.connect(*cargs, **cparams)
-        run_guard.check(guard.dialect_target(dialect, cargs, cparams))
+        target = guard.dialect_target(dialect, cargs, cparams)
+        if server is not None and server.maintenance(target):
+            conn_rec.info[_MAINTENANCE] = True  # refuse_statement lets only two statements through
+            with guard.trusted():
+                return dialect.connect(*cargs, **cparams)
+        run_guard.check(target)
         return None  # SQLAlchemy connects as usual, through the guarded driver
+
+    def refuse_statement(conn: sa.engine.Connection, cursor: Any, statement: str, parameters: Any,
+                         context: Any, executemany: bool) -> None:
+        assert server is not None  # listened to only with a server
+        if conn.info.get(_MAINTENANCE) and not server.allows(statement):
+            shown = " ".join(statement.split())
+            raise UnsafeConnection(
+                f"Refused {shown[:80]!r} on a connection to the {server.backend} server without a "
+                "database: there migcheck lets an app only ask whether its (scratch) database exists "
+                "or create it, as sqlalchemy-utils' database_exists / create_database do.")
 
     original_init_app = SQLAlchemy.init_app
 
@@ -158,11 +189,13 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
             scratch.errors.append(context.sqlalchemy_exception)
 
     sa.event.listen(sa.engine.Engine, "do_connect", refuse_foreign)
+    if server is not None:
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", refuse_statement)
     sa.event.listen(sa.engine.Engine, "connect", _throwaway_sqlite)
     sa.event.listen(sa.engine.Engine, "handle_error", remember_error)
     SQLAlchemy.init_app = init_app  # type: ignore[method-assign]
     try:
-        with guard.guarded(scratch.owns) as run_guard:
+        with guard.guarded(scratch.owns) as run_guard, redirected_configs(scratch.redirect_url):
             if server is not None:
                 server.open()
             yield scratch
@@ -173,6 +206,8 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
             _drop_server_databases(scratch, server)
         SQLAlchemy.init_app = original_init_app  # type: ignore[method-assign]
         sa.event.remove(sa.engine.Engine, "do_connect", refuse_foreign)
+        if server is not None:
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", refuse_statement)
         sa.event.remove(sa.engine.Engine, "connect", _throwaway_sqlite)
         sa.event.remove(sa.engine.Engine, "handle_error", remember_error)
         shutil.rmtree(scratch.root, ignore_errors=True)

@@ -25,6 +25,13 @@ _DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql")
             "mariadb": ("pymysql", "mysql")}
 _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
+# What sqlalchemy-utils runs on a MySQL connection without a database: a catalog query about one
+# database by name, or CREATE DATABASE (with options such as CHARACTER SET).
+_MAINTENANCE_STATEMENT = re.compile(
+    r"\s*(?:SELECT\s+SCHEMA_NAME\s+FROM\s+INFORMATION_SCHEMA\.SCHEMATA\s+"
+    r"WHERE\s+SCHEMA_NAME\s*=\s*'(?P<asked>\w+)'"
+    r"|CREATE\s+DATABASE\s+(?P<created>`\w+`|\w+)[\w\s'`=-]*)\s*;?\s*",
+    re.IGNORECASE)
 
 
 def parse_url(text: str, origin: str = "--db-url") -> sa.URL:
@@ -119,7 +126,25 @@ class Server:
 
     def owns(self, target: Target) -> bool:
         """A connection to one of this run's scratch databases (the admin connection is trusted)."""
-        return (target.backend == self.where.backend and target.database in self.names.values()
+        return self._here(target) and target.database in self.names.values()
+
+    def maintenance(self, target: Target) -> bool:
+        """An app's connection to this MySQL server without a database, as sqlalchemy-utils'
+        `database_exists` / `create_database` open to ask about or create the app's database: let
+        through, for the statements `allows` admits only. (On PostgreSQL, database_exists asks the
+        URL's own database first, a scratch one; `postgres` is a database like any other: refused.)"""
+        return self.backend != "postgresql" and self._here(target) and target.database is None
+
+    def allows(self, statement: str) -> bool:
+        """A statement fit for a connection without a database: it only asks whether a scratch
+        database exists, or creates one (which exists already, so the server refuses it)."""
+        names = set(self.names.values())
+        match = _MAINTENANCE_STATEMENT.fullmatch(statement)
+        return match is not None and (match["asked"] or match["created"].strip("`")) in names
+
+    def _here(self, target: Target) -> bool:
+        """A connection to this server (the same backend, host and port as --db-url)."""
+        return (target.backend == self.where.backend
                 and (target.host, target.port) == (self.where.host, self.where.port))
 
     def reset(self, bind_key: str | None) -> bool:

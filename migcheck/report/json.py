@@ -20,6 +20,7 @@ def render(run: Run) -> str:
         "migcheck": __version__,
         "app": run.app,
         "directory": run.directory,
+        "found": list(run.found),
         "revisions": run.revisions,
         "cached": run.cached,
         "checks": list(run.checks),

@@ -47,7 +47,7 @@ def _summary(run: Run, paint: object) -> str:
     problems = counts["fatal"] + counts["error"]
     cached = f" ({run.cached} from cache)" if run.cached else ""
     what = f"{run.app}, {run.revisions} revision{'s' if run.revisions != 1 else ''}{cached}, " \
-           f"checks: {', '.join(run.checks)}"
+           f"checks: {', '.join(run.checks)}" + "".join(f"; {note}" for note in run.found)
     parts = [f"{problems} error{'s' if problems != 1 else ''}"]
     parts += [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("warning",) if counts[s]]
     parts += [f"{counts['info']} info"] if counts["info"] else []
