@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType, ModuleType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import parse_qs, unquote
 
 from migcheck.appload import is_user_code, relative
@@ -73,13 +73,17 @@ class Guard:
     def check(self, target: Target) -> None:
         if _trusted.get() or self.allow(target):
             return
-        where = _user_caller(sys._getframe(1))
-        at = f" It happens at {where[0]}:{where[1]}." if where else ""
-        refusal = UnsafeConnection(
+        self.refuse(
             f"Refused a connection to the {target.describe()}: migcheck only connects to its own "
             "scratch databases. Something in the app (or its env.py) connects to the configured "
             "database directly instead of through Flask-SQLAlchemy; make that connection lazy or read "
-            f"the URL from db.engine.{at}")
+            "the URL from db.engine.")
+
+    def refuse(self, message: str) -> NoReturn:
+        """Raise (and remember) a refusal that names the line of the user's code that asked."""
+        where = _user_caller(sys._getframe(1))
+        at = f" It happens at {where[0]}:{where[1]}." if where else ""
+        refusal = UnsafeConnection(message + at)
         self.refused.append(refusal)
         raise refusal
 

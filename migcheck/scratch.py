@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
 from migcheck import guard
-from migcheck.errors import UnsafeConnection
 from migcheck.guard import Target
 from migcheck.redirect import redirected_configs
 from migcheck.servers import Server, parse_url
@@ -172,7 +171,7 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
         assert server is not None  # listened to only with a server
         if conn.info.get(_MAINTENANCE) and not server.allows(statement):
             shown = " ".join(statement.split())
-            raise UnsafeConnection(
+            run_guard.refuse(
                 f"Refused {shown[:80]!r} on a connection to the {server.backend} server without a "
                 "database: there migcheck lets an app only ask whether its (scratch) database exists "
                 "or create it, as sqlalchemy-utils' database_exists / create_database do.")
