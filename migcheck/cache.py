@@ -1,7 +1,8 @@
 """The migrated scratch database, kept between runs so that a run after a model edit is fast.
 
 An entry is the scratch database(s) at the heads of the history, plus what the walk to those heads
-reported (round-trip findings). It is keyed on the content of every revision file up to those heads
+reported (round-trip and data findings) and how it was made: whether it round-tripped, which
+revisions it ran with generated rows (the data check), and whether the database holds such rows. It is keyed on the content of every revision file up to those heads
 (a chain of hashes, so editing an old revision invalidates every entry built on it), env.py,
 alembic.ini, the Migrate(...) options and the library versions. A run restores the entry that covers
 the longest unchanged stretch of the history and walks on from there: only new or changed revisions
@@ -26,7 +27,7 @@ from migcheck.checks.graph import parents
 from migcheck.findings import Finding
 from migcheck.project import Project
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 3  # entries kept per project environment
 _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 
@@ -39,6 +40,8 @@ class Cache(NamedTuple):
 class Restored(NamedTuple):
     revisions: frozenset[str]  # already upgraded (and round-tripped, when asked for)
     findings: list[Finding]  # what the walk over them reported when the entry was made
+    data: frozenset[str]  # the revisions it ran with generated rows in the tables (data check)
+    rows: bool  # the database holds rows that the data check generated
 
 
 def cache_root() -> Path:
@@ -57,15 +60,21 @@ def open_cache(project: Project) -> Cache:
     return Cache(_directory(project), _chain_keys(project))
 
 
-def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
-    """Put the best cached database into the scratch area; None when there is none to trust."""
+def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str]
+            ) -> Restored | None:
+    """Put the best cached database into the scratch area; None when there is none to trust.
+
+    With the data check (`with_rows`: its revisions), an entry serves only if it ran those of them
+    it holds with rows; without it, only an entry whose database holds no generated rows serves."""
     known = set(cache.chain.values())
     candidates = []
     for manifest_path in cache.directory.glob("*/manifest.json"):
         try:
             manifest = json.loads(manifest_path.read_text())
             usable_entry = (manifest["format"] == FORMAT and (manifest["roundtrip"] or not roundtrip)
-                            and set(manifest["heads"].values()) <= known)
+                            and set(manifest["heads"].values()) <= known
+                            and (set(manifest["revisions"]) & with_rows <= set(manifest["data"])
+                                 if with_rows else not manifest["rows"]))
         except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(manifest_path.parent, ignore_errors=True)
             continue
@@ -75,14 +84,18 @@ def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
         if _copy_in(project, entry, manifest["files"]):
             os.utime(entry)  # recently used: evicted last
             findings = [Finding(**{**f, "details": f.get("details") or {}})
-                        for f in manifest["findings"] if roundtrip or f["check"] != "roundtrip"]
-            return Restored(frozenset(manifest["revisions"]), findings)
+                        for f in manifest["findings"] if (roundtrip or f["check"] != "roundtrip")
+                        and (f["check"] != "data" or (f.get("details") or {}).get("revision") in with_rows)]
+            return Restored(frozenset(manifest["revisions"]), findings, frozenset(manifest["data"]),
+                            bool(manifest["rows"]))
         shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
     return None
 
 
-def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool) -> None:
-    """Keep the scratch database, now at the heads, with what the walk found on the way."""
+def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool,
+         data: frozenset[str], rows: bool) -> None:
+    """Keep the scratch database, now at the heads, with what the walk found on the way and how it
+    walked: `data`, the revisions it ran with generated rows; `rows`, whether any are left."""
     chain, directory = cache.chain, cache.directory
     heads = {rev: chain[rev] for rev in project.script.get_heads()}
     entry = directory / _digest(sorted(heads.values()))[:20]
@@ -97,7 +110,8 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                     source.backup(target)  # consistent even while the app's engines hold it open
                 files[path.name] = _file_digest(staging / path.name)
             manifest = {"format": FORMAT, "roundtrip": roundtrip, "heads": heads,
-                        "revisions": sorted(chain), "files": files,
+                        "revisions": sorted(chain), "files": files, "rows": rows,
+                        "data": sorted(data & chain.keys()),
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
             (staging / "manifest.json").write_text(json.dumps(manifest, default=str))
