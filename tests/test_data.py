@@ -217,6 +217,9 @@ def test_not_null_column_fails_with_rows_on_servers(server: Server, project: Pro
     path = add_revision(project, AGE_UP, AGE_DOWN, "add user.age")
     add_age_to_model(project)
     result = project.run("--db-url", server.url)
+    if server.name == "mysql":  # MySQL/MariaDB give the existing rows the type's implicit default, 0
+        assert result.code == 0, result.output
+        return
     assert result.code == 1, result.output
     assert f"{path}:" in result.out
     assert f"data: upgrade of `{NEW}` fails when `user` has rows (it passes on empty tables)" in result.out
@@ -229,18 +232,18 @@ def test_clean_history_passes_with_rows_on_servers(server: Server, project: Proj
     assert "info" not in result.out
 
 
-def test_type_change_that_cannot_convert_stored_values_on_postgres(postgres: Server,
-                                                                   project: Project) -> None:
+def test_type_change_that_cannot_convert_stored_values(server: Server, project: Project) -> None:
     path = add_revision(project, """    op.alter_column('user', 'display_name', type_=sa.Integer(),
                     existing_type=sa.String(length=120), postgresql_using='display_name::integer')""",
                         """    op.alter_column('user', 'display_name', type_=sa.String(length=120),
                     existing_type=sa.Integer())""", "display_name becomes a number")
-    result = project.run("--db-url", postgres.url, "--skip", "drift")
+    result = project.run("--db-url", server.url, "--skip", "drift")
     assert result.code == 1, result.output
+    error = ("InvalidTextRepresentation: invalid input syntax for type integer" if server.name == "postgresql"
+             else "OperationalError: (1292, \"Truncated incorrect INTEGER value: 'display_name-1'")
     assert (f"{path}:{project.line_of(path, 'op.alter_column')}: data: upgrade of `{NEW}` fails when "
-            "`user` has rows (it passes on empty tables): InvalidTextRepresentation: invalid input "
-            "syntax for type integer") in result.out
-    assert "convert" in result.out
+            f"`user` has rows (it passes on empty tables): {error}") in result.out
+    assert "stored values do not convert to the new type" in result.out
 
 
 @pytest.fixture
