@@ -2,9 +2,10 @@
 
 An entry is the scratch database(s) at the heads of the history, plus what the walk to those heads
 reported (round-trip and data findings) and how it was made: whether it round-tripped, which
-revisions it ran with generated rows (the data check), and whether the database holds such rows. It is keyed on the content of every revision file up to those heads
-(a chain of hashes, so editing an old revision invalidates every entry built on it), env.py,
-alembic.ini, the Migrate(...) options and the library versions. A run restores the entry that covers
+revisions it ran with generated rows (the data check), and whether the database holds such rows.
+It is keyed on the content of every revision file up to those heads (a chain of hashes, so editing
+an old revision invalidates every entry built on it), env.py, alembic.ini, the Migrate(...) options
+and the library versions. A run restores the entry that covers
 the longest unchanged stretch of the history and walks on from there: only new or changed revisions
 are upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
 """

@@ -33,7 +33,7 @@ class Contents(NamedTuple):
 class RowDifference(NamedTuple):
     table: str
     kind: str  # "left" (more rows than before), "lost" (fewer) or "changed" (as many, other values)
-    count: int  # how many rows more, fewer or changed
+    number: int  # how many rows more, fewer or changed
     had: int  # how many rows the table had before
 
 

@@ -111,9 +111,8 @@ def _rows_for(table: sa.Table, connection: sa.engine.Connection) -> list[dict[st
         if _database_fills(column, connection):
             continue
         if column.name in allowed:
-            choices = allowed[column.name]
-            columns[column.name] = lambda n, choices=choices: choices[n % len(choices)]
-            cardinality[column.name] = len(choices)
+            columns[column.name] = _cycle(allowed[column.name])
+            cardinality[column.name] = len(allowed[column.name])
             continue
         made = _value_maker(column)
         if made is None:
@@ -138,6 +137,10 @@ def _rows_for(table: sa.Table, connection: sa.engine.Connection) -> list[dict[st
 
 def _none(n: int) -> None:
     return None
+
+
+def _cycle(choices: list[Any]) -> Callable[[int], Any]:
+    return lambda n: choices[n % len(choices)]
 
 
 def _foreign_key_values(table: sa.Table, connection: sa.engine.Connection
@@ -226,7 +229,7 @@ def _value_maker(column: sa.Column[Any]) -> tuple[Callable[[int], Any], int] | N
         return (lambda n: n % 2 == 0), 2
     if isinstance(type_, sa.Enum):
         members = list(type_.enums)
-        return ((lambda n: members[n % len(members)]), len(members)) if members else None
+        return (_cycle(members), len(members)) if members else None
     if isinstance(type_, sa.Integer):
         return (lambda n: n + 1), _UNBOUNDED
     if isinstance(type_, sa.Float):

@@ -95,7 +95,8 @@ def test_not_null_column_with_server_default_is_fine(project: Project) -> None:
 
 def test_unique_index_on_an_existing_column_passes(project: Project) -> None:
     # generated values never repeat by accident
-    add_revision(project, "    op.create_index('ix_user_display_name', 'user', ['display_name'], unique=True)\n"
+    add_revision(project, "    op.create_index('ix_user_display_name', 'user', ['display_name'], "
+                          "unique=True)\n"
                           "    op.create_index('ix_post_title', 'post', ['title'], unique=True)",
                  "    op.drop_index('ix_post_title', table_name='post')\n"
                  "    op.drop_index('ix_user_display_name', table_name='user')", "unique indexes")
@@ -277,7 +278,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'd47a00000001'
-down_revision = '%s'
+down_revision = 'PARENT'
 branch_labels = None
 depends_on = None
 
@@ -306,7 +307,7 @@ def upgrade_audit():
 
 def downgrade_audit():
     op.drop_index('ix_audit_event_action', table_name='audit_event')
-''' % parent)
+'''.replace("PARENT", parent))
     result = shop.run("--skip", "drift", app="shop:create_app()")
     assert result.code == 1, result.output
     assert "data: upgrade of `d47a00000001` fails when `product` has rows" in result.out

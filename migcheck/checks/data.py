@@ -125,14 +125,13 @@ def _culprit(statement: str, error: str, tables: tuple[str, ...]) -> str | None:
     `_alembic_tmp_<table>` counts as the table."""
     for text in (statement, error):
         named = [(match.start(), table) for table in tables
-                 for match in [re.search(rf"(?<![\w]){_TMP}?[\"`\[]?{re.escape(table)}[\"`\]]?(?![\w])", text)]
-                 if match]
+                 for match in [re.search(_NAMED.format(re.escape(table)), text)] if match]
         if named:
             return min(named)[1]
     return None
 
 
-_TMP = "(?:_alembic_tmp_)"
+_NAMED = r"(?<![\w])(?:_alembic_tmp_)?[\"`\[]?{}[\"`\]]?(?![\w])"
 
 _HINTS = (
     (re.compile(r"NOT NULL|null value|cannot be null|doesn't have a default|contains null", re.I),

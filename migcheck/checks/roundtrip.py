@@ -162,12 +162,12 @@ def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, revision: Scrip
 def _compare_rows(before: contents.Contents, back: contents.Contents, revision: Script,
                   findings: list[Finding]) -> None:
     differences = contents.differences(before, back)
-    for table, kind, count, had in differences:
+    for table, kind, number, had in differences:
         rule, template, hint = _ROW_MESSAGES[kind]
         findings.append(_finding(rule, revision, template.format(
-            rev=revision.revision, table=table, count=count, had=had, s="" if count == 1 else "s",
-            them="it" if count == 1 else "them"), hint)._replace(
-                details={"revision": revision.revision, "table": table, "rows": count}))
+            rev=revision.revision, table=table, count=number, had=had, s="" if number == 1 else "s",
+            them="it" if number == 1 else "them"), hint)._replace(
+                details={"revision": revision.revision, "table": table, "rows": number}))
     if differences:
         raise _Restart  # the re-upgrade would only trip over the same rows
 
