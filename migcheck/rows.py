@@ -44,11 +44,13 @@ class _GiveUp(Exception):
 
 
 def reflect_table(name: str, metadata: sa.MetaData, connection: sa.engine.Connection) -> sa.Table:
-    """A reflected table. SQLAlchemy 1.3 needs `autoload=True` beside `autoload_with` (1.4 deprecates
-    it, 2.0 removed it): a version difference, kept here (for migcheck/compat.py)."""
+    """A reflected table, without reflecting the tables its foreign keys refer to (a long chain of
+    them would be reflected for every table). SQLAlchemy 1.3 needs `autoload=True` beside
+    `autoload_with` (1.4 deprecates it, 2.0 removed it): a version difference, kept here (for
+    migcheck/compat.py). `resolve_fks` exists from 1.3."""
     if sa.__version__.startswith("1.3."):
-        return sa.Table(name, metadata, autoload=True, autoload_with=connection)
-    return sa.Table(name, metadata, autoload_with=connection)
+        return sa.Table(name, metadata, autoload=True, autoload_with=connection, resolve_fks=False)
+    return sa.Table(name, metadata, autoload_with=connection, resolve_fks=False)
 
 
 def populate(connection: sa.engine.Connection, tables: list[str]) -> Populated:
@@ -86,7 +88,7 @@ def _parents_first(tables: list[sa.Table]) -> list[sa.Table]:
     ordered: list[sa.Table] = []
     while waiting:
         ready = [t for t in waiting.values()
-                 if not any(fk.referred_table.name in waiting and fk.referred_table.name != t.name
+                 if not any(_referred(fk)[0] in waiting and _referred(fk)[0] != t.name
                             for fk in t.foreign_key_constraints)]
         for table in ready or [next(iter(waiting.values()))]:
             ordered.append(table)
@@ -151,23 +153,33 @@ def _foreign_key_values(table: sa.Table, connection: sa.engine.Connection
     quote = connection.dialect.identifier_preparer.quote
     for fk in table.foreign_key_constraints:
         local = [c.name for c in fk.columns]
-        remote = [element.column.name for element in fk.elements]
+        parent, remote = _referred(fk)
         nullable = all(c.nullable for c in fk.columns)
-        parent = fk.referred_table
         rows: list[tuple[Any, ...]] = []
-        if parent.name != table.name:
-            query = (f"SELECT {', '.join(quote(c) for c in remote)} FROM {quote(parent.name)} "
+        if parent != table.name:
+            query = (f"SELECT {', '.join(quote(c) for c in remote)} FROM {quote(parent)} "
                      f"ORDER BY {', '.join(quote(c) for c in remote)}")
-            rows = [tuple(r) for r in connection.execute(sa.text(query)).fetchall()
-                    if all(v is not None for v in r)]
+            try:
+                with connection.begin_nested():  # a parent in another schema or database
+                    rows = [tuple(r) for r in connection.execute(sa.text(query)).fetchall()
+                            if all(v is not None for v in r)]
+            except sa.exc.DBAPIError:
+                rows = []
         if not rows and not nullable:
-            what = "itself" if parent.name == table.name else f"`{parent.name}`, which has no rows"
+            what = "itself" if parent == table.name else f"`{parent}`, which has no rows"
             raise _GiveUp(f"its NOT NULL foreign key ({', '.join(local)}) refers to {what}")
         for position, name in enumerate(local):
             values = [row[position] for row in rows]
             found[name] = ([values[n % len(values)] for n in range(ROWS)] if values else [],
                            len(rows), nullable)
     return found
+
+
+def _referred(fk: sa.ForeignKeyConstraint) -> tuple[str, list[str]]:
+    """The referred table's name and columns, from the constraint's text ("table.column"): the
+    referred table itself is not reflected."""
+    targets = [element.target_fullname.split(".") for element in fk.elements]
+    return targets[0][-2], [target[-1] for target in targets]
 
 
 def _database_fills(column: sa.Column[Any], connection: sa.engine.Connection) -> bool:

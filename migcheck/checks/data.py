@@ -60,15 +60,18 @@ def restarted(state: State) -> None:
 
 
 def fill(state: State, connection: sa.engine.Connection, bind: str | None, revision: Script,
-         empty: list[str]) -> list[Finding]:
+         empty: list[str], errors: list[sa.exc.DBAPIError]) -> list[Finding]:
     """Before an in-scope revision's upgrade: rows in each of the `empty` tables (info lines for the
-    tables whose rows cannot be generated). Nothing while a suspect waits to be run without rows."""
+    tables whose rows cannot be generated). Nothing while a suspect waits to be run without rows.
+    `errors`: the scratch area's record of database errors, which the refused inserts stay out of."""
     if revision.revision not in state.scope or state.suspects:
         return []
     todo = [table for table in empty if (bind, table) not in state.given_up]
     if not todo:
         return []
+    recorded = len(errors)
     populated = rows.populate(connection, todo)
+    del errors[recorded:]
     state.filled.setdefault(bind, set()).update(populated.filled)
     findings = []
     for table, reason in populated.skipped:

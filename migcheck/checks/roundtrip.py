@@ -120,7 +120,8 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
         tables = snapshot.tables(before)
         held = contents.take(connection, tables) if tested or with_rows else None
         if with_rows and held is not None and held.empty():
-            findings += data.fill(rows, connection, bind, revision, held.empty())
+            findings += data.fill(rows, connection, bind, revision, held.empty(),
+                                  project.scratch.errors)
             held = contents.take(connection, tables)
         yield from run("upgrade", step)
         after = snapshot.take(connection, context.version_table)
