@@ -100,7 +100,7 @@ def _rows_for(table: sa.Table, connection: sa.engine.Connection) -> list[dict[st
     columns: dict[str, Callable[[int], Any]] = {}
     cardinality: dict[str, int] = {}
     by_fk = _foreign_key_values(table, connection)
-    allowed = _allowed_values(table)
+    allowed = _allowed_values(table, connection)
     for column in table.columns:
         if column.name in by_fk:
             values, distinct, nullable = by_fk[column.name]
@@ -197,23 +197,39 @@ def _database_fills(column: sa.Column[Any], connection: sa.engine.Connection) ->
             and type(column.type).__name__.upper() == "INTEGER")
 
 
-_IN_LIST = re.compile(r"""^\s*\(?\s*["`\[]?(\w+)["`\]]?\s+IN\s*\((.*)\)\s*\)?\s*$""", re.I | re.S)
-_LITERAL = re.compile(r"'((?:[^']|'')*)'|(-?\d+(?:\.\d+)?)")
+_IN_LIST = re.compile(r"""\s*\(?\s*["`\[]?(\w+)["`\]]?\s+IN\s*\(""", re.I)
+_LITERAL = re.compile(r"\s*(?:'((?:[^']|'')*)'|(-?\d+(?:\.\d+)?))\s*([,)])")
 
 
-def _allowed_values(table: sa.Table) -> dict[str, list[Any]]:
-    """Values from `col IN (...)` CHECK constraints: SQLite's non-native Enum and Boolean."""
+def _allowed_values(table: sa.Table, connection: sa.engine.Connection) -> dict[str, list[Any]]:
+    """Values from `col IN (...)` CHECK constraints: SQLite's non-native Enum and Boolean. Asked of
+    the inspector: SQLAlchemy 1.3 does not put SQLite's CHECK constraints on a reflected Table."""
+    try:
+        texts = [c["sqltext"] for c in sa.inspect(connection).get_check_constraints(table.name)]
+    except NotImplementedError:  # a dialect that does not reflect them
+        texts = []
+    texts += [str(c.sqltext) for c in table.constraints if isinstance(c, sa.CheckConstraint)]
     allowed = {}
-    for constraint in table.constraints:
-        if not isinstance(constraint, sa.CheckConstraint):
-            continue
-        match = _IN_LIST.match(str(constraint.sqltext))
+    for text in texts:
+        match = _IN_LIST.match(text)
         if match and match[1] in table.columns:
-            values = [text.replace("''", "'") if number == "" else _number(number)
-                      for text, number in _LITERAL.findall(match[2])]
+            values = _literals(text, match.end())
             if values:
                 allowed[match[1]] = values
     return allowed
+
+
+def _literals(text: str, position: int) -> list[Any]:
+    """The literals of an `IN (...)` list from `position` to its closing parenthesis (SQLAlchemy 1.3
+    gives SQLite's CHECK text with the rest of the CREATE TABLE after it)."""
+    values: list[Any] = []
+    while (literal := _LITERAL.match(text, position)) is not None:
+        quoted, number, end = literal.groups()
+        values.append(quoted.replace("''", "'") if number is None else _number(number))
+        position = literal.end()
+        if end == ")":
+            return values
+    return []
 
 
 def _number(text: str) -> int | decimal.Decimal:
