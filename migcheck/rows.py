@@ -1,13 +1,14 @@
 """Rows for empty tables, generated from the reflected schema, so that migrations meet data.
 
 Each table gets a few rows (ROWS, more than one so that uniqueness matters) whose values fit the
-column's type, length and NOT NULL; every row differs from the others in every column whose type
-allows it (so primary keys, unique constraints and unique indexes hold), booleans and enums are
-bounded and cap the row count of a unique set they are in; foreign keys take the key values of
-existing parent rows (parents are filled first; a self-reference or a cycle gets NULL where the
-column allows it). Auto-generated keys, identity and computed columns, and columns of a type the
-generator does not know but that have a server default, are left to the database. A `col IN (...)`
-CHECK constraint (SQLite's non-native Enum and Boolean) supplies the values for its column.
+column's type, length and NOT NULL; the last row has NULL wherever NULL is allowed, as production
+rows do. Every row differs from the others in every column whose type allows it (so primary keys,
+unique constraints and unique indexes hold); booleans and enums are bounded and cap the row count
+of a unique set they are in; foreign keys take the key values of existing parent rows (parents are
+filled first; a self-reference or a cycle gets NULL where the column allows it). Auto-generated
+keys, identity and computed columns, and columns of a type the generator does not know but that
+have a server default, are left to the database. A `col IN (...)` CHECK constraint (SQLite's
+non-native Enum and Boolean) supplies the values for its column.
 
 A table whose rows cannot be generated (a NOT NULL column of an unknown type, a NOT NULL foreign key
 to a table without rows, an insert that a CHECK constraint or a trigger refuses) stays empty: the
@@ -134,7 +135,11 @@ def _rows_for(table: sa.Table, connection: sa.engine.Connection) -> list[dict[st
         count = min(count, combinations)
     if count < 1:
         raise _GiveUp("a unique key over its columns allows no row")
-    return [{name: make(n) for name, make in columns.items()} for n in range(count)]
+    # The last row has NULL wherever NULL is allowed, as production rows do: a revision that makes
+    # such a column NOT NULL must backfill it first.
+    nullable = {c.name for c in table.columns if c.nullable} if count > 1 else set()
+    return [{name: None if n == count - 1 and name in nullable else make(n)
+             for name, make in columns.items()} for n in range(count)]
 
 
 def _none(n: int) -> None:

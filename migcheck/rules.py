@@ -154,10 +154,10 @@ _RULES = (
          "A revision's downgrade() loses rows a table held before the upgrade (e.g. it drops and "
          "re-creates the table).",
          "Re-create a table by copying its rows (op.batch_alter_table does), not by dropping it."),
-    Rule("roundtrip-downgrade-changes-rows", "roundtrip", "error",
-         "A revision's downgrade() does not restore the values rows had before the upgrade.",
-         "Restore in downgrade() the values upgrade() changes, or mark the revision "
-         "`# migcheck: irreversible`."),
+    Rule("roundtrip-downgrade-changes-rows", "roundtrip", "warning",
+         "A revision's downgrade() does not restore the values rows had before the upgrade (e.g. a "
+         "backfill it keeps, which is usually fine).",
+         "Restore in downgrade() the values upgrade() changes if they matter."),
     Rule("data-fails-with-rows", "data", "error",
          "A revision not deployed yet fails (upgrade, downgrade or re-upgrade) when the tables have "
          "rows, and passes on empty tables: it would fail on a production database.",

@@ -104,6 +104,27 @@ def test_unique_index_on_an_existing_column_passes(project: Project) -> None:
     assert result.code == 0, result.output
 
 
+def test_setting_not_null_needs_a_backfill(project: Project) -> None:
+    # the last generated row has NULL where NULL is allowed, as production rows do
+    set_not_null = """    with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.alter_column('display_name', existing_type=sa.String(length=120), nullable=False)"""
+    back = """    with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.alter_column('display_name', existing_type=sa.String(length=120), nullable=True)"""
+    path = add_revision(project, set_not_null, back, "display_name required")
+    result = project.run("--skip", "drift")
+    assert result.code == 1, result.output
+    assert f"data: upgrade of `{NEW}` fails when `user` has rows (it passes on empty tables)" in result.out
+    assert "NOT NULL constraint failed" in result.out
+    # with the backfill first it passes; the downgrade keeps the backfilled values: a warning
+    project.write(path, project.read(path).replace(
+        "def upgrade():\n", "def upgrade():\n    op.execute(\"UPDATE user SET display_name = username "
+                            "WHERE display_name IS NULL\")\n"))
+    result = project.run("--skip", "drift")
+    assert result.code == 0, result.output
+    assert (f"roundtrip: warning: downgrade of `{NEW}` does not restore 1 of the 3 rows of `user`: their "
+            "values differ from before the upgrade") in result.out
+
+
 def test_data_migration_whose_downgrade_forgets_a_row(project: Project) -> None:
     # The real-project case, in an old revision (the round trip checks rows in every revision): three
     # rows inserted, two deleted by the downgrade; the re-upgrade would fail on tag.name's UNIQUE.

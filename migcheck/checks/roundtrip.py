@@ -50,8 +50,8 @@ _ROW_MESSAGES = {
     "changed": ("roundtrip-downgrade-changes-rows",
                 "downgrade of `{rev}` does not restore {count} of the {had} rows of `{table}`: their "
                 "values differ from before the upgrade",
-                "restore in downgrade() the values that upgrade() changes, or mark the revision "
-                "`# migcheck: irreversible` if it cannot be undone"),
+                "restore in downgrade() the values that upgrade() changes if they matter (a backfill "
+                "that the downgrade keeps is usually fine)"),
 }
 
 
@@ -165,11 +165,13 @@ def _compare_rows(before: contents.Contents, back: contents.Contents, revision: 
     differences = contents.differences(before, back)
     for table, kind, number, had in differences:
         rule, template, hint = _ROW_MESSAGES[kind]
-        findings.append(_finding(rule, revision, template.format(
+        finding = _finding(rule, revision, template.format(
             rev=revision.revision, table=table, count=number, had=had, s="" if number == 1 else "s",
-            them="it" if number == 1 else "them"), hint)._replace(
-                details={"revision": revision.revision, "table": table, "rows": number}))
-    if differences:
+            them="it" if number == 1 else "them"), hint)
+        findings.append(finding._replace(
+            severity="warning" if kind == "changed" else "error",
+            details={"revision": revision.revision, "table": table, "rows": number}))
+    if any(kind != "changed" for _, kind, _, _ in differences):
         raise _Restart  # the re-upgrade would only trip over the same rows
 
 
