@@ -137,8 +137,8 @@ def _rows_for(table: sa.Table, connection: sa.engine.Connection) -> list[dict[st
         raise _GiveUp("a unique key over its columns allows no row")
     # The last row has NULL wherever NULL is allowed, as production rows do: a revision that makes
     # such a column NOT NULL must backfill it first.
-    nullable = {c.name for c in table.columns if c.nullable} if count > 1 else set()
-    return [{name: None if n == count - 1 and name in nullable else make(n)
+    may_be_null = {c.name for c in table.columns if c.nullable} if count > 1 else set()
+    return [{name: None if n == count - 1 and name in may_be_null else make(n)
              for name, make in columns.items()} for n in range(count)]
 
 
