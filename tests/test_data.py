@@ -203,16 +203,30 @@ def test_enum_json_and_self_reference_are_populated(project: Project) -> None:
     sa.Column('seen', sa.Date(), nullable=False))
     op.create_table('loop',
     sa.Column('id', sa.Integer(), primary_key=True),
-    sa.Column('self_id', sa.Integer(), sa.ForeignKey('loop.id'), nullable=False))""",
-                 "    op.drop_table('loop')\n    op.drop_table('node')", "nodes", rev="d47a00000001")
+    sa.Column('self_id', sa.Integer(), sa.ForeignKey('loop.id'), nullable=False))
+    op.create_table('ping',
+    sa.Column('id', sa.Integer(), primary_key=True),
+    sa.Column('pong_id', sa.Integer(), sa.ForeignKey('pong.id'), nullable=True))
+    op.create_table('pong',
+    sa.Column('id', sa.Integer(), primary_key=True),
+    sa.Column('ping_id', sa.Integer(), sa.ForeignKey('ping.id'), nullable=False))""",
+                 "    op.drop_table('pong')\n    op.drop_table('ping')\n    op.drop_table('loop')\n"
+                 "    op.drop_table('node')", "nodes", rev="d47a00000001")
     # the next revision makes every column of node NOT NULL-checked against stored rows
     add_revision(project, """    with op.batch_alter_table('node', schema=None) as batch_op:
         batch_op.add_column(sa.Column('depth', sa.Integer(), nullable=False))""", """\
     with op.batch_alter_table('node', schema=None) as batch_op:
         batch_op.drop_column('depth')""", "node depth", rev="d47a00000002", parent="d47a00000001")
+    # a cycle: ping's nullable reference is NULL, pong refers to ping's rows
+    add_revision(project, """    with op.batch_alter_table('pong', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('score', sa.Integer(), nullable=False))""", """\
+    with op.batch_alter_table('pong', schema=None) as batch_op:
+        batch_op.drop_column('score')""", "pong score", rev="d47a00000003", parent="d47a00000002")
     result = project.run("--skip", "drift", "--since", COMMENTS)
     assert result.code == 1, result.output
     assert "data: upgrade of `d47a00000002` fails when `node` has rows" in result.out
+    assert "data: upgrade of `d47a00000003` fails when `pong` has rows" in result.out
+    assert "`ping`" not in result.out and "2 errors" in result.out
     assert ("table `loop` stays empty for the data check: its rows cannot be generated: its NOT NULL "
             "foreign key (self_id) refers to itself") in result.out
 
