@@ -81,7 +81,8 @@ def check(project: Project, already: frozenset[str] = frozenset(),
                                                current=current, findings=findings, rows=rows))
             return findings
         except _Restart:
-            pass
+            # Found while running a revision again without rows: the round-trip finding says it.
+            data.drop_suspects(rows)
         except Exception as exc:
             key = (current[0].bind, current[0].step.revision.revision) if current else None
             if key and data.suspect(rows, key, current[0].action, exc, current[0].step, project):
