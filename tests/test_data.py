@@ -268,6 +268,22 @@ def test_clean_history_passes_with_rows_on_servers(server: Server, project: Proj
     assert "info" not in result.out
 
 
+def test_downgrade_that_recreates_tables_loses_their_rows_on_servers(server: Server,
+                                                                    project: Project) -> None:
+    first = project.read(project.revision_file("1f5ecceb0b09"))
+    create = {name: first[first.index(f"op.create_table('{name}'"):].split("\n    )\n")[0] + "\n    )"
+              for name in ("tag", "post_tags")}
+    path = add_revision(project, "    op.add_column('tag', sa.Column('color', sa.String(length=20)))",
+                        "    op.drop_table('post_tags')\n    op.drop_table('tag')\n"
+                        f"    {create['tag']}\n    {create['post_tags']}", "add tag.color")
+    result = project.run("--db-url", server.url, "--skip", "drift")
+    assert result.code == 1, result.output
+    line = project.line_of(path, "def downgrade")
+    for table in ("post_tags", "tag"):
+        assert (f"{path}:{line}: roundtrip: downgrade of `{NEW}` loses 3 of the 3 rows of `{table}`"
+                in result.out)
+
+
 def test_type_change_that_cannot_convert_stored_values(server: Server, project: Project) -> None:
     path = add_revision(project, """    op.alter_column('user', 'display_name', type_=sa.Integer(),
                     existing_type=sa.String(length=120), postgresql_using='display_name::integer')""",
