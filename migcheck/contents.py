@@ -3,7 +3,9 @@
 A snapshot is, per table that has rows, its column names and the multiset of its rows. Tables
 without rows (in a plain walk nearly all of them: only data migrations insert rows) cost one term
 of a single `EXISTS` query for all tables, so the empty case stays nearly free. Rows are compared
-only over the columns that existed before the revision, and in no particular order.
+only over the columns that existed before the revision, and in no particular order. A table with
+more than VALUES_UP_TO rows (a big lookup table a data migration fills) is compared by its count
+only, so that it does not slow every later revision's round trip.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 _CHUNK = 400  # SQLite allows at most 500 terms in one compound SELECT
+VALUES_UP_TO = 1000
 
 
 class Rows(NamedTuple):
     columns: tuple[str, ...]
-    rows: Counter[tuple[Any, ...]]
+    total: int
+    rows: Counter[tuple[Any, ...]] | None  # None: more than VALUES_UP_TO rows, compared by count
 
 
 class Contents(NamedTuple):
@@ -51,25 +55,22 @@ def differences(before: Contents, after: Contents) -> list[RowDifference]:
         new = after.filled.get(table)
         if old is None and new is None:
             continue
-        columns = old.columns if old is not None else new.columns  # type: ignore[union-attr]
-        old_rows = _project(old, columns)
-        new_rows = _project(new, columns)
-        if old_rows == new_rows:
-            continue
-        old_count, new_count = sum(old_rows.values()), sum(new_rows.values())
+        old_count, new_count = (old.total if old else 0), (new.total if new else 0)
         if new_count > old_count:
             found.append(RowDifference(table, "left", new_count - old_count, old_count))
         elif new_count < old_count:
             found.append(RowDifference(table, "lost", old_count - new_count, old_count))
-        else:
-            found.append(RowDifference(table, "changed", sum((new_rows - old_rows).values()), old_count))
+        elif old is not None and new is not None and old.rows is not None and new.rows is not None:
+            old_rows, new_rows = _project(old, old.columns), _project(new, old.columns)
+            if old_rows != new_rows:
+                found.append(RowDifference(table, "changed", sum((new_rows - old_rows).values()),
+                                           old_count))
     return found
 
 
-def _project(rows: Rows | None, columns: tuple[str, ...]) -> Counter[tuple[Any, ...]]:
+def _project(rows: Rows, columns: tuple[str, ...]) -> Counter[tuple[Any, ...]]:
     """The rows restricted to `columns` (a column that is gone reads as missing)."""
-    if rows is None:
-        return Counter()
+    assert rows.rows is not None
     if rows.columns == columns:
         return rows.rows
     where = [rows.columns.index(c) if c in rows.columns else None for c in columns]
@@ -100,14 +101,19 @@ def _with_rows(connection: sa.engine.Connection, tables: list[str]) -> list[str]
 
 
 def _rows(connection: sa.engine.Connection, table: str) -> Rows:
+    quoted = connection.dialect.identifier_preparer.quote(table)
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(f"SELECT * FROM {connection.dialect.identifier_preparer.quote(table)}")
+        cursor.execute(f"SELECT * FROM {quoted} LIMIT {VALUES_UP_TO + 1}")
         columns = tuple(str(d[0]) for d in cursor.description)
-        rows = Counter(tuple(_hashable(v) for v in row) for row in cursor.fetchall())
+        fetched = cursor.fetchall()
+        if len(fetched) > VALUES_UP_TO:
+            cursor.execute(f"SELECT count(*) FROM {quoted}")
+            (total,) = cursor.fetchone() or (0,)
+            return Rows(columns, int(total), None)
     finally:
         cursor.close()
-    return Rows(columns, rows)
+    return Rows(columns, len(fetched), Counter(tuple(_hashable(v) for v in row) for row in fetched))
 
 
 def _hashable(value: Any) -> Any:

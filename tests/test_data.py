@@ -141,6 +141,20 @@ def test_data_migration_whose_downgrade_forgets_a_row(project: Project) -> None:
     assert "UNIQUE constraint failed" not in result.out  # said before the re-upgrade trips over it
 
 
+def test_a_big_table_is_compared_by_its_row_count(project: Project) -> None:
+    # 1500 rows (over contents.VALUES_UP_TO): counted, not hashed, in every later round trip
+    path = project.revision_file(BIO)
+    project.edit(path, "def upgrade():\n", "def upgrade():\n    op.execute(\"WITH RECURSIVE n(i) AS "
+                 "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500) INSERT INTO tag (name) "
+                 "SELECT 'tag' || i FROM n\")\n")
+    project.edit(path, "def downgrade():\n", "def downgrade():\n    op.execute(\"DELETE FROM tag WHERE "
+                 "name <> 'tag1500'\")\n")
+    result = project.run("--skip", "drift")
+    assert result.code == 1, result.output
+    assert f"downgrade of `{BIO}` leaves 1 row behind in `tag` (it had 0 before the upgrade)" in result.out
+    assert "1 error" in result.out  # the head's round trip, with 1500 rows in tag, is clean
+
+
 def test_downgrade_that_deletes_all_it_inserted_passes(project: Project) -> None:
     path = project.revision_file(BIO)
     project.edit(path, "def upgrade():\n", "def upgrade():\n    op.execute(\"INSERT INTO tag (name) "
