@@ -245,6 +245,22 @@ def test_enum_json_and_self_reference_are_populated(project: Project) -> None:
             "foreign key (self_id) refers to itself") in result.out
 
 
+def test_data_check_alone_round_trips_only_its_revisions(project: Project) -> None:
+    project.replace_downgrade(BIO, "    pass\n")  # an old revision's round-trip problem: not data's
+    path = add_revision(project, "    op.add_column('tag', sa.Column('color', sa.String(length=20)))",
+                        "    op.drop_table('tag')\n    op.create_table('tag', sa.Column('id', sa.Integer(), "
+                        "primary_key=True), sa.Column('name', sa.String(length=50), nullable=False), "
+                        "sa.UniqueConstraint('name', name='uq_tag_name'))", "add tag.color")
+    add_revision(project, AGE_UP, AGE_DOWN, "add user.age", rev="d47a00000002", parent=NEW)
+    result = project.run("--select", "data", "--since", COMMENTS)
+    assert result.code == 1, result.output
+    line = project.line_of(path, "def downgrade")
+    assert f"{path}:{line}: roundtrip: downgrade of `{NEW}` loses" in result.out
+    assert "data: upgrade of `d47a00000002` fails when `user` has rows" in result.out
+    assert BIO not in result.out and "2 errors" in result.out
+    assert result.out.splitlines()[-1].endswith("checks: data)")
+
+
 def test_skip_data_and_cache_entries_record_how_they_were_made(project: Project) -> None:
     add_revision(project, AGE_UP, AGE_DOWN, "add user.age")
     add_age_to_model(project)
