@@ -1,14 +1,16 @@
 """The migrated scratch database, kept between runs so that a run after a model edit is fast.
 
 An entry is the scratch database(s) at the heads of the history, plus what the walk to those heads
-reported (round-trip findings). It is keyed on the content of every revision file up to those heads
-and of every project module each of them imports, transitively (a chain of hashes, so editing an old
-revision, or a model it imports, invalidates every entry built on it); on env.py and the project
-modules it imports, alembic.ini, the Migrate(...) options and the library versions. A revision file
-that reads state no file content keys (the app's configuration, the environment, other files: see
-dependencies.py) is never kept, nor anything above it. A run restores the entry that covers the
-longest unchanged stretch of the history and walks on from there: only new or changed revisions are
-upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
+reported (round-trip and data findings) and how it was made: whether it round-tripped, which
+revisions it ran with generated rows (the data check), and whether the database holds such rows.
+It is keyed on the content of every revision file up to those heads and of every project module each
+of them imports, transitively (a chain of hashes, so editing an old revision, or a model it imports,
+invalidates every entry built on it); on env.py and the project modules it imports, alembic.ini, the
+Migrate(...) options and the library versions. A revision file that reads state no file content keys
+(the app's configuration, the environment, other files: see dependencies.py) is never kept, nor
+anything above it. A run restores the entry that covers the longest unchanged stretch of the history
+and walks on from there: only new or changed revisions are upgraded and round-tripped. Entries are
+verified by hash before use; a bad one is deleted.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from migcheck.dependencies import Dependencies, find_dependencies
 from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
 
-FORMAT = 2
+FORMAT = 3
 KEEP = 3  # entries kept per project environment
 _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 
@@ -43,6 +45,8 @@ class Cache(NamedTuple):
 class Restored(NamedTuple):
     revisions: frozenset[str]  # already upgraded (and round-tripped, when asked for)
     findings: list[Finding]  # what the walk over them reported when the entry was made
+    data: frozenset[str]  # the revisions it ran with generated rows in the tables (data check)
+    rows: bool  # the database holds rows that the data check generated
 
 
 def cache_root() -> Path | None:
@@ -82,36 +86,47 @@ def open_cache(project: Project) -> Cache | None:
                  _chain_keys(project, dependencies, digests))
 
 
-def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
-    """Put the best cached database into the scratch area; None when there is none to trust."""
+def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str]
+            ) -> Restored | None:
+    """Put the best cached database into the scratch area; None when there is none to trust.
+
+    With the data check (`with_rows`: its revisions), an entry serves only if it ran those of them
+    it holds with rows; without it, only an entry whose database holds no generated rows serves."""
     try:
-        return _restore(cache, project, roundtrip)
+        return _restore(cache, project, roundtrip, with_rows)
     except OSError as exc:  # an unreadable cache only costs speed
         _warn(f"could not read the cache in {cache.directory}: {exc}")
         return None
 
 
-def _restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
+def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str]
+             ) -> Restored | None:
     known = set(cache.chain.values())
     candidates = []
     for entry in _entries(cache.directory):
         manifest = _load_manifest(entry / "manifest.json")
         if manifest is None:
             shutil.rmtree(entry, ignore_errors=True)  # never trusted; this run makes a new one
-        elif (manifest["roundtrip"] or not roundtrip) and set(manifest["heads"].values()) <= known:
+        elif ((manifest["roundtrip"] or not roundtrip) and set(manifest["heads"].values()) <= known
+              and (set(manifest["revisions"]) & with_rows <= set(manifest["data"]) if with_rows
+                   else not manifest["rows"])):
             candidates.append((len(manifest["revisions"]), entry, manifest))
     for _, entry, manifest in sorted(candidates, key=lambda c: c[0], reverse=True):
         if _copy_in(project, entry, manifest["files"]):
             os.utime(entry)  # recently used: evicted last
             findings = [Finding(**f) for f in manifest["findings"]
-                        if roundtrip or f["check"] != "roundtrip"]
-            return Restored(frozenset(manifest["revisions"]), findings)
+                        if (roundtrip or f["check"] != "roundtrip")
+                        and (f["check"] != "data" or f["details"].get("revision") in with_rows)]
+            return Restored(frozenset(manifest["revisions"]), findings, frozenset(manifest["data"]),
+                            manifest["rows"])
         shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
     return None
 
 
-def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool) -> None:
-    """Keep the scratch database, now at the heads, with what the walk found on the way."""
+def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool,
+         data: frozenset[str], rows: bool) -> None:
+    """Keep the scratch database, now at the heads, with what the walk found on the way and how it
+    walked: `data`, the revisions it ran with generated rows; `rows`, whether any are left."""
     chain, directory = cache.chain, cache.directory
     if not all(rev in chain for rev in project.script.get_heads()):
         return  # a revision on the way reads state that no key covers
@@ -129,7 +144,8 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                     source.backup(target)  # consistent even while the app's engines hold it open
                 files[path.name] = _file_digest(staging / path.name)
             manifest = {"format": FORMAT, "roundtrip": roundtrip, "heads": heads,
-                        "revisions": sorted(chain), "files": files,
+                        "revisions": sorted(chain), "files": files, "rows": rows,
+                        "data": sorted(data & chain.keys()),
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
             text = json.dumps(manifest, default=str)
@@ -188,7 +204,8 @@ def _well_formed(manifest: Any) -> bool:
                 and value["severity"] in SEVERITIES)
 
     return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
-            and type(manifest.get("roundtrip")) is bool and string_map(manifest.get("heads"))
+            and type(manifest.get("roundtrip")) is bool and type(manifest.get("rows")) is bool
+            and strings(manifest.get("data")) and string_map(manifest.get("heads"))
             and string_map(manifest.get("files")) and strings(manifest.get("revisions"))
             and isinstance(manifest.get("findings"), list)
             and all(finding(f) for f in manifest["findings"]))

@@ -145,6 +145,29 @@ _RULES = (
          "A revision is marked `# migcheck: irreversible`: its downgrade and the older ones are not "
          "tested.",
          "Nothing to do; remove the marker once the downgrade works."),
+    Rule("roundtrip-downgrade-leaves-rows", "roundtrip", "error",
+         "A revision's downgrade() leaves rows behind that its upgrade() inserted (a data migration "
+         "undone only in part); upgrading again trips over them.",
+         "Delete in downgrade() every row upgrade() inserts, or mark the revision "
+         "`# migcheck: irreversible`."),
+    Rule("roundtrip-downgrade-loses-rows", "roundtrip", "error",
+         "A revision's downgrade() loses rows a table held before the upgrade (e.g. it drops and "
+         "re-creates the table).",
+         "Re-create a table by copying its rows (op.batch_alter_table does), not by dropping it."),
+    Rule("roundtrip-downgrade-changes-rows", "roundtrip", "warning",
+         "A revision's downgrade() does not restore the values rows had before the upgrade (e.g. a "
+         "backfill it keeps, which is usually fine).",
+         "Restore in downgrade() the values upgrade() changes if they matter."),
+    Rule("data-fails-with-rows", "data", "error",
+         "A revision not deployed yet fails (upgrade, downgrade or re-upgrade) when the tables have "
+         "rows, and passes on empty tables: it would fail on a production database.",
+         "Write it for a database with data: give a new NOT NULL column a server_default or add "
+         "it nullable, backfill, then set NOT NULL; de-duplicate before adding a unique index; "
+         "convert stored values explicitly in a type change."),
+    Rule("data-table-not-populated", "data", "info",
+         "migcheck could not generate rows for a table (a CHECK constraint or trigger refused "
+         "them, a NOT NULL column of an unknown type, ...), so it stays empty for the data check.",
+         "Nothing to do; the revisions are still checked with rows in the other tables."),
 )
 
 RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}

@@ -8,7 +8,7 @@ import time
 import warnings
 from typing import NamedTuple
 
-from migcheck import cache
+from migcheck import cache, scope
 from migcheck.appload import load_migrate_app, relative
 from migcheck.checks import drift, graph, imports, roundtrip, upgrade
 from migcheck.findings import Finding, Run
@@ -60,8 +60,9 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
     if any(f.severity == "fatal" for f in findings):
         return Checked(findings)
     cached = 0
-    if {"upgrade", "drift", "roundtrip"} & set(checks):
-        walked, cached = _walk(project, "roundtrip" in checks, progress)
+    if {"upgrade", "drift", "roundtrip", "data"} & set(checks):
+        with_rows = scope.find(project).revisions if "data" in checks else frozenset()
+        walked, cached = _walk(project, "roundtrip" in checks, with_rows, progress)
         findings += walked
         if "drift" in checks:  # drift compares against the upgraded schema
             if any(f.check == "upgrade" for f in walked):
@@ -77,17 +78,30 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
     return Checked(findings, cached)
 
 
-def _walk(project: Project, round_trip: bool, progress: Progress) -> tuple[list[Finding], int]:
-    """Upgrade to head, round-tripping every revision if asked; resumes from the cache.
+def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], progress: Progress
+          ) -> tuple[list[Finding], int]:
+    """Upgrade to head, round-tripping every revision if asked (and the revisions `with_rows` with
+    rows in the tables, for the data check); resumes from the cache.
 
     Returns the findings and how many revisions the cache spared.
     """
     kept = cache.open_cache(project) if project.options.cache and cache.usable(project) else None
-    restored = cache.restore(kept, project, round_trip) if kept else None
+    restored = cache.restore(kept, project, round_trip, with_rows) if kept else None
     already = restored.revisions if restored else frozenset()
-    # The round trip walks from base to head too, so it stands in for the plain upgrade.
-    walked = (restored.findings if restored else []) + (
-        roundtrip.check(project, already, progress) if round_trip else upgrade.check(project, progress))
+    if round_trip or with_rows:
+        # The round trip walks from base to head too, so it stands in for the plain upgrade. For the
+        # data check alone, only its revisions are round-tripped.
+        skip = already if round_trip else already | (
+            frozenset(s.revision for s in project.scripts) - with_rows)
+        walked = roundtrip.check(project, skip, with_rows, cached_rows=bool(restored and restored.rows),
+                                 progress=progress)
+        if not round_trip:  # the data check alone: of its round trips' findings, only the rows'
+            walked = [f for f in walked if f.check != "roundtrip" or f.rule.endswith("-rows")]
+    else:
+        walked = upgrade.check(project, progress)
+    walked = (restored.findings if restored else []) + walked
     if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
-        cache.save(kept, project, walked, round_trip)
+        checked = (restored.data if restored else frozenset()) | with_rows
+        cache.save(kept, project, walked, round_trip, checked,
+                   rows=bool(with_rows) or bool(restored and restored.rows))
     return walked, len(already)

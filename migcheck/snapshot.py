@@ -35,6 +35,13 @@ def take(connection: sa.Connection, version_table: str = VERSION_TABLE) -> Snaps
     return Snapshot(dialect, {table: tuple(rows) for table, rows in ddl.items()}, {})
 
 
+def tables(snapshot: Snapshot) -> list[str]:
+    """The snapshot's tables (not views), the version table left out."""
+    if snapshot.dialect == "sqlite":
+        return [table for table, rows in snapshot.ddl.items() if any(kind == "table" for kind, _, _ in rows)]
+    return list(snapshot.shape)
+
+
 def differences(expected: Snapshot, actual: Snapshot) -> list[tuple[str, str, str | None]]:
     """What changed from `expected` to `actual`: (kind, object, detail) with kind one of
     "extra" (in actual only), "missing" (in expected only), "changed" (detail says how)."""

@@ -65,7 +65,7 @@ def upgrade():
 def downgrade():
     pass
 ''')
-    result = project.run("--select", "roundtrip")
+    result = project.run("--select", "roundtrip,data")
     assert result.code == 1, result.output
     assert "4 revisions (3 from cache)" in result.out
     assert "downgrade of `ddd444` leaves table `flag` behind" in result.out

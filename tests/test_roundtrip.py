@@ -119,16 +119,30 @@ def test_view_left_behind(project: Project) -> None:
     assert f"downgrade of `{COMMENTS}` leaves view `recent` behind" in result.out
 
 
-def test_reupgrade_failure_is_reported(project: Project) -> None:
-    # A data migration whose downgrade leaves its row: the schema is restored, the re-upgrade fails.
+def test_downgrade_that_leaves_a_row_is_reported_before_the_reupgrade_fails(project: Project) -> None:
+    # A data migration whose downgrade leaves its row: the schema is restored, and the re-upgrade
+    # would fail on tag.name's UNIQUE constraint; the rows in the snapshot say why first.
     path = project.revision_file(COMMENTS)
     project.edit(path, "def upgrade():\n",
                  "def upgrade():\n    op.execute(\"INSERT INTO tag (name) VALUES ('welcome')\")\n")
     result = project.run("--select", "roundtrip")
     assert result.code == 1, result.output
-    line = project.line_of(path, "INSERT INTO tag")
+    assert (f"{path}:{project.line_of(path, 'def downgrade')}: roundtrip: downgrade of `{COMMENTS}` "
+            "leaves 1 row behind in `tag` (it had 0 before the upgrade)") in result.out
+    assert "re-upgrade" not in result.out.split("fix:")[0]
+
+
+def test_reupgrade_failure_is_reported(project: Project) -> None:
+    # Something neither the schema nor the rows show (here a guard in the revision's module): the
+    # re-upgrade's failure names its line.
+    path = project.revision_file(COMMENTS)
+    project.edit(path, "def upgrade():\n", "_RAN = []\n\n\ndef upgrade():\n    if _RAN:\n"
+                 "        raise RuntimeError('ran twice')\n    _RAN.append(1)\n")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    line = project.line_of(path, "raise RuntimeError")
     assert (f"{path}:{line}: roundtrip: re-upgrade of `{COMMENTS}` after its downgrade fails: "
-            "IntegrityError: UNIQUE constraint failed: tag.name") in result.out
+            "RuntimeError: ran twice") in result.out
 
 
 def test_second_base_with_a_branch_label(project: Project) -> None:

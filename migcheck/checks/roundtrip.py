@@ -18,9 +18,9 @@ from typing import NamedTuple
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
-from migcheck import snapshot
+from migcheck import contents, snapshot
 from migcheck.appload import relative
-from migcheck.checks import upgrade
+from migcheck.checks import data, upgrade
 from migcheck.checks.graph import parents
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
@@ -39,6 +39,23 @@ _MESSAGES = {
     "changed": ("roundtrip-downgrade-changes", "downgrade of `{rev}` does not restore {what}: {detail}"),
 }
 
+_ROW_MESSAGES = {
+    "left": ("roundtrip-downgrade-leaves-rows",
+             "downgrade of `{rev}` leaves {count} row{s} behind in `{table}` (it had {had} before the "
+             "upgrade); upgrading again would trip over {them}",
+             "delete in downgrade() every row that upgrade() inserts, or mark the revision "
+             "`# migcheck: irreversible` if it cannot be undone"),
+    "lost": ("roundtrip-downgrade-loses-rows",
+             "downgrade of `{rev}` loses {count} of the {had} rows of `{table}`",
+             "a downgrade must keep the rows that were there before the upgrade: re-create a table "
+             "by copying its rows (as op.batch_alter_table does), not by dropping and creating it"),
+    "changed": ("roundtrip-downgrade-changes-rows",
+                "downgrade of `{rev}` does not restore {count} of the {had} rows of `{table}`: their "
+                "values differ from before the upgrade",
+                "restore in downgrade() the values that upgrade() changes if they matter (a backfill "
+                "that the downgrade keeps is usually fine)"),
+}
+
 
 class _Restart(Exception):
     """The database is in an unknown state: rebuild it and walk on."""
@@ -47,33 +64,44 @@ class _Restart(Exception):
 class Step(NamedTuple):
     action: str  # "upgrade", "downgrade" or "re-upgrade"
     step: RevisionStep
+    bind: str | None
 
 
 def check(project: Project, already: frozenset[str] = frozenset(),
+          with_rows: frozenset[str] = frozenset(), cached_rows: bool = False,
           progress: Progress = silent) -> list[Finding]:
-    """`already`: revisions an earlier run round-tripped (the cache put them in the database)."""
+    """`already`: revisions an earlier run round-tripped (the cache put them in the database);
+    `with_rows`: revisions whose steps run with rows in every table (the data check's scope);
+    `cached_rows`: the database from the cache holds rows an earlier run generated."""
     untested, findings = _irreversible(project)
     # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
     done = {(bind, revision) for bind in project.binds for revision in already}
+    rows = data.new_state(with_rows, cached_rows)
     while True:
         current: list[Step] = []
         try:
             run_env(project, functools.partial(_walk, project, untested=untested, done=done,
-                                               current=current, findings=findings,
+                                               current=current, findings=findings, rows=rows,
                                                progress=progress))
             return findings
         except _Restart:
-            pass
+            # Found while running a revision again without rows: the round-trip finding says it.
+            data.drop_suspects(rows)
         except Exception as exc:
-            if not current or current[0].action == "upgrade":
+            key = (current[0].bind, current[0].step.revision.revision) if current else None
+            if key and data.suspect(rows, key, current[0].action, exc, current[0].step, project):
+                done.discard(key)  # run it again, without rows, to see whether they are the cause
+            elif not current or current[0].action == "upgrade":
                 return findings + [upgrade.failure(exc, current[0].step if current else None, project)]
-            findings.append(_step_failure(exc, current[0], project))
+            else:
+                findings.append(_step_failure(exc, current[0], project))
         project.scratch.reset()
+        data.restarted(rows)
 
 
 def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
           done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding],
-          progress: Progress) -> Iterator[RevisionStep]:
+          rows: data.State, progress: Progress) -> Iterator[RevisionStep]:
     """The steps for alembic to run; it runs each one before asking for the next."""
     connection = context.connection
     assert connection is not None
@@ -81,23 +109,37 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
     revision_map = project.script.revision_map
 
     def run(action: str, step: RevisionStep) -> Iterator[RevisionStep]:
-        current[:] = [Step(action, step)]
+        current[:] = [Step(action, step, bind)]
         yield step
         current.clear()
+        confirmed = data.passed(rows, (bind, step.revision.revision), action, step.revision)
+        if confirmed:
+            findings.append(confirmed)
 
     before = snapshot.take(connection, context.version_table)
     steps = project.script._upgrade_revs("heads", heads)  # type: ignore[arg-type]
     for number, step in enumerate(steps, upgrade.history_position(project, steps)):
         progress(NAME, number, len(project.scripts))
         revision = step.revision
+        fresh = (bind, revision.revision) not in done
+        tested = fresh and revision.revision not in untested
+        with_rows = fresh and revision.revision in rows.scope
+        tables = snapshot.tables(before)
+        held = contents.take(connection, tables) if tested or with_rows else None
+        if with_rows and held is not None and held.empty():
+            findings += data.fill(rows, connection, bind, revision, held.empty(),
+                                  project.scratch.errors)
+            held = contents.take(connection, tables)
         yield from run("upgrade", step)
         after = snapshot.take(connection, context.version_table)
-        if (bind, revision.revision) in done or revision.revision in untested:
+        if not tested:
             before = after
             continue
         done.add((bind, revision.revision))
         yield from run("downgrade", RevisionStep(revision_map, revision, False))
         _compare(before, snapshot.take(connection, context.version_table), revision, findings)
+        assert held is not None
+        _compare_rows(held, contents.take(connection, tables), revision, findings)
         yield from run("re-upgrade", RevisionStep(revision_map, revision, True))
         again = snapshot.take(connection, context.version_table)
         if snapshot.differences(after, again):
@@ -123,6 +165,21 @@ def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, revision: Scrip
             "`# migcheck: irreversible` comment if it cannot be undone"))
     if differences:
         raise _Restart  # re-upgrading on top of a wrong schema would only report the same thing
+
+
+def _compare_rows(before: contents.Contents, back: contents.Contents, revision: Script,
+                  findings: list[Finding]) -> None:
+    differences = contents.differences(before, back)
+    for table, kind, number, had in differences:
+        rule, template, hint = _ROW_MESSAGES[kind]
+        finding = _finding(rule, revision, template.format(
+            rev=revision.revision, table=table, count=number, had=had, s="" if number == 1 else "s",
+            them="it" if number == 1 else "them"), hint)
+        findings.append(finding._replace(
+            severity="warning" if kind == "changed" else "error",
+            details={"revision": revision.revision, "table": table, "rows": number}))
+    if any(kind != "changed" for _, kind, _, _ in differences):
+        raise _Restart  # the re-upgrade would only trip over the same rows
 
 
 def _step_failure(exc: BaseException, current: Step, project: Project) -> Finding:
