@@ -39,6 +39,17 @@ class Cache(NamedTuple):
 class Restored(NamedTuple):
     revisions: frozenset[str]  # already upgraded (and round-tripped, when asked for)
     findings: list[Finding]  # what the walk over them reported when the entry was made
+    created: list[tuple[str | None, str, str]] = []  # what their in-scope revisions created (safety)
+
+
+class Safety(NamedTuple):
+    """What the safety findings of an entry depend on besides the files: which revisions were in
+    scope (not deployed) and the deploy target. An entry holding in-scope revisions is used only
+    if it was made with the same scope over its revisions and the same target, so the findings of
+    in-scope revisions are never lost to the cache; otherwise they are walked again."""
+    scope: frozenset[str]
+    target: str
+    created: list[tuple[str | None, str, str]] = []  # what in-scope revisions created, for save()
 
 
 def cache_root() -> Path:
@@ -57,7 +68,8 @@ def open_cache(project: Project) -> Cache:
     return Cache(_directory(project), _chain_keys(project))
 
 
-def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
+def restore(cache: Cache, project: Project, roundtrip: bool, safety: Safety | None = None
+            ) -> Restored | None:
     """Put the best cached database into the scratch area; None when there is none to trust."""
     known = set(cache.chain.values())
     candidates = []
@@ -65,7 +77,8 @@ def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
         try:
             manifest = json.loads(manifest_path.read_text())
             usable_entry = (manifest["format"] == FORMAT and (manifest["roundtrip"] or not roundtrip)
-                            and set(manifest["heads"].values()) <= known)
+                            and set(manifest["heads"].values()) <= known
+                            and _same_safety(manifest, safety))
         except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(manifest_path.parent, ignore_errors=True)
             continue
@@ -75,13 +88,33 @@ def restore(cache: Cache, project: Project, roundtrip: bool) -> Restored | None:
         if _copy_in(project, entry, manifest["files"]):
             os.utime(entry)  # recently used: evicted last
             findings = [Finding(**{**f, "details": f.get("details") or {}})
-                        for f in manifest["findings"] if roundtrip or f["check"] != "roundtrip"]
-            return Restored(frozenset(manifest["revisions"]), findings)
+                        for f in manifest["findings"] if _wanted(f, roundtrip, safety)]
+            saved = manifest.get("safety") or {}
+            created = [(bind, kind, name) for bind, kind, name in saved.get("created", ())] \
+                if safety and safety.scope & set(manifest["revisions"]) else []
+            return Restored(frozenset(manifest["revisions"]), findings, created)
         shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
     return None
 
 
-def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool) -> None:
+def _same_safety(manifest: dict[str, Any], safety: Safety | None) -> bool:
+    if safety is None:
+        return True
+    inside = sorted(safety.scope & set(manifest["revisions"]))
+    saved = manifest.get("safety") or {}
+    return not inside or (saved.get("scope") == inside and saved.get("target") == safety.target)
+
+
+def _wanted(finding: dict[str, Any], roundtrip: bool, safety: Safety | None) -> bool:
+    if finding["check"] == "roundtrip":
+        return roundtrip
+    if finding["check"] == "safety":
+        return safety is not None and (finding.get("details") or {}).get("revision") in safety.scope
+    return True
+
+
+def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool,
+         safety: Safety | None = None) -> None:
     """Keep the scratch database, now at the heads, with what the walk found on the way."""
     chain, directory = cache.chain, cache.directory
     heads = {rev: chain[rev] for rev in project.script.get_heads()}
@@ -98,6 +131,9 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                 files[path.name] = _file_digest(staging / path.name)
             manifest = {"format": FORMAT, "roundtrip": roundtrip, "heads": heads,
                         "revisions": sorted(chain), "files": files,
+                        "safety": safety and {"scope": sorted(safety.scope & set(chain)),
+                                              "target": safety.target,
+                                              "created": sorted(safety.created, key=repr)},
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
             (staging / "manifest.json").write_text(json.dumps(manifest, default=str))

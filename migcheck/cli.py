@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from migcheck import __version__
-from migcheck.checks import CHECKS
+from migcheck.checks import CHECKS, TARGETS
 from migcheck.errors import UsageError
 from migcheck.report import FORMATS
 
@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="the git branch or commit the undeployed revisions are new relative to "
                              "(default: the pull request's base in GitHub Actions, else the branch's "
                              "upstream, origin/HEAD, main, master)")
+    parser.add_argument("--target", choices=TARGETS,
+                        help="the database type the project deploys on, which decides the safety "
+                             "check's rules (default: the --db-url server's type, else the dialect "
+                             "of the database URL the app is configured with)")
     parser.add_argument("--color", choices=("auto", "always", "never"),
                         help="colour the report (auto, the default: on a terminal, honouring NO_COLOR "
                              "and FORCE_COLOR)")
@@ -146,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      Options(compare_server_default=not args.no_server_defaults,
                              db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
                              sources=tuple(args.source), cache=not args.no_cache,
-                             since=args.since, git_base=args.git_base))
+                             since=args.since, git_base=args.git_base, target=args.target))
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from contextlib import nullcontext
 from typing import NamedTuple
 
-from migcheck import cache
+from migcheck import cache, scope
 from migcheck.appload import load_app, relative
-from migcheck.checks import drift, graph, imports, roundtrip, upgrade
+from migcheck.checks import drift, graph, imports, roundtrip, safety, upgrade
 from migcheck.findings import Finding, Run
 from migcheck.project import Options, Project, open_project
 from migcheck.scratch import Scratch, scratch_area
@@ -28,7 +29,7 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
             checked = run_checks(project, checks)
     return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
-               cached=checked.cached)
+               cached=checked.cached, notes=checked.notes)
 
 
 def _fresh_start(scratch: Scratch) -> list[Finding]:
@@ -45,6 +46,7 @@ def _fresh_start(scratch: Scratch) -> list[Finding]:
 class Checked(NamedTuple):
     findings: list[Finding]
     cached: int = 0  # revisions resumed from the cache instead of walked
+    notes: tuple[str, ...] = ()
 
 
 def run_checks(project: Project, checks: tuple[str, ...]) -> Checked:
@@ -54,8 +56,14 @@ def run_checks(project: Project, checks: tuple[str, ...]) -> Checked:
     if any(f.severity == "fatal" for f in findings):
         return Checked(findings)
     cached = 0
-    if {"upgrade", "drift", "roundtrip"} & set(checks):
-        walked, cached = _walk(project, "roundtrip" in checks)
+    notes: tuple[str, ...] = ()
+    if {"upgrade", "drift", "roundtrip", "safety"} & set(checks):
+        watch = None
+        if "safety" in checks:
+            in_scope, targets = scope.find(project), safety.targets(project)
+            watch = safety.Watch(project, in_scope.revisions, targets)
+            notes = (safety.describe(in_scope.describe(), targets),)
+        walked, cached = _walk(project, "roundtrip" in checks, watch)
         findings += walked
         if "drift" in checks:  # drift compares against the upgraded schema
             if any(f.check == "upgrade" for f in walked):
@@ -66,20 +74,32 @@ def run_checks(project: Project, checks: tuple[str, ...]) -> Checked:
     if "imports" in checks:  # last: it imports modules, which adds their tables to the metadata
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
-    return Checked(findings, cached)
+    return Checked(findings, cached, notes)
 
 
-def _walk(project: Project, round_trip: bool) -> tuple[list[Finding], int]:
-    """Upgrade to head, round-tripping every revision if asked; resumes from the cache.
+def _walk(project: Project, round_trip: bool, watch: safety.Watch | None
+          ) -> tuple[list[Finding], int]:
+    """Upgrade to head, round-tripping every revision if asked, with the safety check watching
+    if asked; resumes from the cache.
 
     Returns the findings and how many revisions the cache spared.
     """
     kept = cache.open_cache(project) if project.options.cache and cache.usable(project) else None
-    restored = cache.restore(kept, project, round_trip) if kept else None
+    safety_key = cache.Safety(watch.scope, repr(sorted(watch.targets.items(), key=repr))) \
+        if watch else None
+    restored = cache.restore(kept, project, round_trip, safety_key) if kept else None
     already = restored.revisions if restored else frozenset()
-    # The round trip walks from base to head too, so it stands in for the plain upgrade.
-    walked = (restored.findings if restored else []) + (
-        roundtrip.check(project, already) if round_trip else upgrade.check(project))
+    observers = [watch] if watch else []
+    if watch and restored:
+        watch.created.update(restored.created)
+    with safety.watching(watch) if watch else nullcontext():
+        # The round trip walks from base to head too, so it stands in for the plain upgrade.
+        walked = (restored.findings if restored else []) + (
+            roundtrip.check(project, already, observers) if round_trip
+            else upgrade.check(project, observers))
+    walked += watch.findings if watch else []
     if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
-        cache.save(kept, project, walked, round_trip)
+        cache.save(kept, project, walked, round_trip,
+                   safety_key._replace(created=sorted(watch.created, key=repr))
+                   if watch and safety_key else None)
     return walked, len(already)

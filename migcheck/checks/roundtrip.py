@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -47,8 +47,10 @@ class Step(NamedTuple):
     step: RevisionStep
 
 
-def check(project: Project, already: frozenset[str] = frozenset()) -> list[Finding]:
-    """`already`: revisions an earlier run round-tripped (the cache put them in the database)."""
+def check(project: Project, already: frozenset[str] = frozenset(),
+          observers: Sequence[upgrade.Observer] = ()) -> list[Finding]:
+    """`already`: revisions an earlier run round-tripped (the cache put them in the database);
+    `observers`: called around each first upgrade of a revision (see upgrade.Observer)."""
     untested, findings = _irreversible(project)
     # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
     done = {(bind, revision) for bind in project.binds for revision in already}
@@ -56,7 +58,8 @@ def check(project: Project, already: frozenset[str] = frozenset()) -> list[Findi
         current: list[Step] = []
         try:
             run_env(project, functools.partial(_walk, project, untested=untested, done=done,
-                                               current=current, findings=findings))
+                                               current=current, findings=findings,
+                                               observers=observers))
             return findings
         except _Restart:
             pass
@@ -68,8 +71,8 @@ def check(project: Project, already: frozenset[str] = frozenset()) -> list[Findi
 
 
 def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
-          done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding]
-          ) -> Iterator[RevisionStep]:
+          done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding],
+          observers: Sequence[upgrade.Observer]) -> Iterator[RevisionStep]:
     """The steps for alembic to run; it runs each one before asking for the next."""
     connection = context.connection
     assert connection is not None
@@ -78,7 +81,7 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
 
     def run(action: str, step: RevisionStep) -> Iterator[RevisionStep]:
         current[:] = [Step(action, step)]
-        yield step
+        yield from upgrade.observed(step, context, observers if action == "upgrade" else ())
         current.clear()
 
     before = snapshot.take(connection, context.version_table)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import ModuleType
+from typing import Protocol
 
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -34,14 +35,23 @@ _SQLITE_LIMITS = (
 )
 
 
-def check(project: Project) -> list[Finding]:
+class Observer(Protocol):
+    """What another check does around each upgrade step of a walk (e.g. safety watches its
+    operations). Not called for the downgrades and re-upgrades of the round trip."""
+
+    def before(self, step: RevisionStep, context: MigrationContext) -> None: ...
+
+    def after(self, step: RevisionStep, context: MigrationContext) -> None: ...
+
+
+def check(project: Project, observers: Sequence[Observer] = ()) -> list[Finding]:
     current: list[RevisionStep] = []
 
     def upgrade_to_heads(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
         # Alembic runs each step as it is yielded, so `current` names the one that fails.
         for step in project.script._upgrade_revs("heads", heads):  # type: ignore[arg-type]
             current[:] = [step]
-            yield step
+            yield from observed(step, context, observers)
         current.clear()
 
     try:
@@ -49,6 +59,17 @@ def check(project: Project) -> list[Finding]:
     except Exception as exc:
         return [failure(exc, current[0] if current else None, project)]
     return []
+
+
+def observed(step: RevisionStep, context: MigrationContext, observers: Sequence[Observer]
+             ) -> Iterator[RevisionStep]:
+    """Yield the step to alembic (which runs it before asking for the next) between the observers'
+    `before` and `after`."""
+    for observer in observers:
+        observer.before(step, context)
+    yield step
+    for observer in observers:
+        observer.after(step, context)
 
 
 def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> Finding:

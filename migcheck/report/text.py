@@ -24,6 +24,7 @@ def render(run: Run, color: bool) -> str:
         lines.extend(_finding_lines(finding, paint))
     if lines:
         lines.append("")
+    lines += [paint(note, "dim") for note in run.notes]
     lines.append(_summary(run, paint))
     return "\n".join(lines)
 
