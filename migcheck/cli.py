@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-baseline", metavar="FILE",
                         help="record today's findings in FILE, for --baseline FILE")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show full tracebacks for errors")
+                        help="show full tracebacks for errors, and the suppressed findings with "
+                             "the reason given for each")
     parser.add_argument("--version", action="version", version=f"migcheck {__version__}")
     return parser
 
@@ -239,7 +240,7 @@ def _print(result: Run, args: argparse.Namespace) -> None:
         if github.hidden(result):
             print(f"migcheck: GitHub shows only {github.LIMIT} error and {github.LIMIT} warning "
                   "annotations per step; every finding is in the report below and in the job summary")
-    print(_render(form, result, use_color(args.color or "auto", sys.stdout)))
+    print(_render(form, result, use_color(args.color or "auto", sys.stdout), args.verbose))
     if in_actions and os.environ.get("GITHUB_STEP_SUMMARY"):
         try:
             with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
@@ -248,11 +249,11 @@ def _print(result: Run, args: argparse.Namespace) -> None:
             print(f"migcheck: could not write the job summary: {exc}", file=sys.stderr)
 
 
-def _render(form: str, result: Run, color: bool) -> str:
+def _render(form: str, result: Run, color: bool, verbose: bool = False) -> str:
     from migcheck.report import text
 
     if form == "text":
-        return text.render(result, color)
+        return text.render(result, color, verbose)
     module = importlib.import_module(f"migcheck.report.{form}")
     return str(module.render(result))
 

@@ -36,6 +36,8 @@ class Run(NamedTuple):
     directory: str = ""  # the migrations directory, as the user would type it
     suppressed: dict[str, int] = {}  # findings left out of `findings`, per reason (see suppress.py)
     cached: int = 0  # revisions resumed from the cache instead of upgraded and round-tripped
+    # the suppressed findings: (finding, how: "ignore" / "inline" / "baseline", the reason given)
+    waived: tuple[tuple[Finding, str, str], ...] = ()
     notes: tuple[str, ...] = ()  # what the run assumed, for the summary (e.g. the safety check's scope)
 
     def rank(self, check: str) -> int:
