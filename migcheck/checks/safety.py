@@ -97,10 +97,12 @@ class Watch:
 
     def before(self, step: RevisionStep, context: MigrationContext) -> None:
         revision = step.revision
+        if revision.revision not in self.scope:
+            return
         connection = context.connection
         assert connection is not None
         bind = self.project.scratch.bind_for(connection.engine)
-        if revision.revision not in self.scope or (bind, revision.revision) in self._inspected:
+        if (bind, revision.revision) in self._inspected:  # the round trip rebuilt the database
             return
         self._inspected.add((bind, revision.revision))
         target = self.targets.get(bind) or Target("", "")
@@ -324,11 +326,12 @@ def watching(watch: Watch) -> Iterator[Watch]:
 
 def _calling_line(paths: tuple[str, str]) -> int | None:
     """The line of the revision file that made the call being invoked (its innermost frame)."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_filename in paths or os.path.realpath(frame.f_code.co_filename) == paths[1]:
-            return frame.f_lineno
-        frame = frame.f_back  # type: ignore[assignment]
+    for same in (lambda name: name in paths, lambda name: os.path.realpath(name) == paths[1]):
+        frame = sys._getframe(2)
+        while frame is not None:
+            if same(frame.f_code.co_filename):
+                return frame.f_lineno
+            frame = frame.f_back  # type: ignore[assignment]
     return None
 
 
