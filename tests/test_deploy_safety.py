@@ -289,6 +289,15 @@ def test_scope_is_the_branch_new_revisions(project: Project) -> None:
     findings, _ = safety_findings(project, "--since", "1f5ecceb0b09")  # comment is new then
     assert [f["object"] for f in findings] == ["post_tags"]
     assert deployed != new
+    # Pushed with an upstream of its own (origin/feature): the base is still main, not the
+    # branch's own remote copy.
+    remote = project.path.parent / f"{project.path.name}-remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(project, "remote", "add", "origin", str(remote))
+    git(project, "push", "-q", "-u", "origin", "main", "feature")
+    findings, report = safety_findings(project)
+    assert [f["object"] for f in findings] == ["comment"]
+    assert "1 revision in scope (new since main)" in report["notes"][0]
     result = project.run("--select", "safety", "--git-base", "no-such-branch")
     assert result.code == 2 and "--git-base 'no-such-branch' is not a commit" in result.err
     result = project.run("--select", "safety", "--since", "zzz")

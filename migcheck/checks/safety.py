@@ -97,6 +97,7 @@ class Watch:
 
     def before(self, step: RevisionStep, context: MigrationContext) -> None:
         revision = step.revision
+        self._current = None  # also after a step that raised, whose `after` never came
         if revision.revision not in self.scope:
             return
         connection = context.connection
