@@ -10,9 +10,10 @@ both. It covers, per statement (several may be separated by `;`):
   a TO b, RENAME TO t, ALTER [COLUMN] c SET NOT NULL / [SET DATA] TYPE, MODIFY (MySQL);
   the harmless ones (DROP NOT NULL, SET/DROP DEFAULT, VALIDATE CONSTRAINT, DROP CONSTRAINT).
 Data statements (INSERT, UPDATE, DELETE, SELECT) and new objects that lock nothing (CREATE VIEW,
-FUNCTION, TYPE, EXTENSION, SEQUENCE, SCHEMA, TRIGGER; COMMENT ON; GRANT) give nothing. Any other
-statement that changes the schema, or an action not listed, is `Unchecked`: the check says so
-rather than guessing.
+FUNCTION, TYPE, EXTENSION, SEQUENCE, SCHEMA, TRIGGER; COMMENT ON; GRANT) give nothing; a view created
+in scope may be dropped again. Any other statement that changes the schema (DROP VIEW of an older
+view included), or an ALTER TABLE action not listed, is `Unchecked`: the check says so rather than
+guessing, except on a table created in scope.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from alembic.operations import ops
 
 class Unchecked(NamedTuple):
     statement: str
+    table: str | None = None  # the table an ALTER TABLE changes (nothing to check if it is new)
 
 
 Recognized = ops.MigrateOperation | Unchecked
@@ -35,8 +37,11 @@ _QUALIFIED = rf"{_NAME}(?:\s*\.\s*{_NAME})?"
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 _HARMLESS = re.compile(
     r"(INSERT|UPDATE|DELETE|SELECT|WITH|SET|SHOW|EXPLAIN|ANALYZE|VACUUM|COMMENT\s+ON|GRANT|REVOKE|"
-    r"CREATE\s+(OR\s+REPLACE\s+)?(VIEW|FUNCTION|PROCEDURE|TYPE|EXTENSION|SEQUENCE|SCHEMA|TRIGGER|"
-    r"RECURSIVE\s+VIEW|TEMP|TEMPORARY)|BEGIN|COMMIT|PRAGMA)\b", re.I)
+    r"CREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TYPE|EXTENSION|SEQUENCE|SCHEMA|TRIGGER|"
+    r"TEMP|TEMPORARY)|BEGIN|COMMIT|PRAGMA)\b", re.I)
+_CREATE_VIEW = re.compile(rf"CREATE\s+(?:OR\s+REPLACE\s+)?(?:MATERIALIZED\s+|RECURSIVE\s+)?VIEW\s+"
+                          rf"(?:IF\s+NOT\s+EXISTS\s+)?({_QUALIFIED})", re.I)
+_DROP_VIEW = re.compile(rf"DROP\s+(?:MATERIALIZED\s+)?VIEW\s+(?:IF\s+EXISTS\s+)?({_QUALIFIED})", re.I)
 _SCHEMA_CHANGE = re.compile(r"(CREATE|ALTER|DROP|RENAME|TRUNCATE|REINDEX|CLUSTER)\b", re.I)
 _CREATE_TABLE = re.compile(rf"CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?({_QUALIFIED})", re.I)
 _DROP_TABLE = re.compile(rf"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?({_QUALIFIED}(?:\s*,\s*{_QUALIFIED})*)", re.I)
@@ -65,6 +70,12 @@ def recognize(sql: str) -> list[Recognized]:
 
 
 def _statement(sql: str) -> list[Recognized]:
+    if match := _CREATE_VIEW.match(sql):  # recorded like a table: dropping it again is fine
+        schema, view = _split(match.group(1))
+        return [ops.CreateTableOp(view, [], schema=schema)]
+    if match := _DROP_VIEW.match(sql):  # the deployed code may read an old one: unchecked
+        schema, view = _split(match.group(1))
+        return [Unchecked(sql, _name(view, schema))]
     if match := _CREATE_TABLE.match(sql):
         schema, table = _split(match.group(1))
         return [ops.CreateTableOp(table, [], schema=schema)]
@@ -91,7 +102,7 @@ def _statement(sql: str) -> list[Recognized]:
             operation = _action(table, schema, action)
             if operation is _IGNORED:
                 continue
-            found.append(operation or Unchecked(sql))
+            found.append(operation or Unchecked(sql, _name(table, schema)))
         return found
     if _HARMLESS.match(sql) or not _SCHEMA_CHANGE.match(sql):
         return []
@@ -189,6 +200,10 @@ def _actions(text: str) -> list[str]:
             continue
         current += char
     return [a for a in [*actions, current.strip()] if a]
+
+
+def _name(table: str, schema: str | None) -> str:
+    return f"{schema}.{table}" if schema else table
 
 
 def _split(name: str) -> tuple[str | None, str]:

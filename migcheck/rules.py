@@ -147,7 +147,8 @@ _RULES = (
          "Nothing to do; remove the marker once the downgrade works."),
     Rule("safety-add-not-null-column", "safety", "error",
          "A revision not deployed yet adds a NOT NULL column without a server default to a table that "
-         "existed before it: the upgrade fails wherever that table has rows.",
+         "existed before it: the upgrade fails wherever that table has rows (MySQL and MariaDB fill "
+         "them with the type's implicit default instead).",
          "Add the column nullable (or with a server_default), backfill it, then make it NOT NULL in "
          "a later revision."),
     Rule("safety-set-not-null", "safety", "warning",

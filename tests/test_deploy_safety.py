@@ -122,6 +122,7 @@ with op.batch_alter_table('post') as batch_op:
 op.create_index('ix_fresh_name', 'fresh', ['name'], unique=True)
 with op.batch_alter_table('fresh') as batch_op:
     batch_op.create_unique_constraint('uq_fresh_code', ['code'])
+    batch_op.add_column(sa.Column('handle', sa.String(20), unique=True))
 """, ()),
     "safety-index-not-concurrent": (f"""\
 op.create_index('ix_user_display_name', 'user', ['display_name'])  {MARK}
@@ -184,17 +185,19 @@ def test_target_from_config(project: Project) -> None:
     assert "deploy target postgresql (the `target` setting)" in report["notes"][0]
 
 
-def test_raw_sql(project: Project) -> None:
+def test_raw_sql(project: Project, postgres: Server) -> None:
     path = add_revision(project, FRESH + f"""\
 op.execute('ALTER TABLE post DROP COLUMN body')  {MARK}
 op.execute(sa.text('ALTER TABLE fresh ADD COLUMN extra INTEGER NOT NULL DEFAULT 0'))
 op.execute('ALTER TABLE fresh DROP COLUMN extra')
 op.execute("UPDATE post SET title = title || ''")
 op.execute('CREATE VIEW recent AS SELECT id FROM post')
-op.execute('DROP TRIGGER IF EXISTS nothing_here')
-op.execute('CREATE INDEX ix_user_bio ON user (bio)')  # migcheck: ignore[safety-index-not-concurrent]
+op.execute('DROP VIEW recent')
+op.execute('DROP TRIGGER IF EXISTS nothing_here ON post')
+op.execute('ALTER TABLE fresh RENAME CONSTRAINT pk_fresh TO fresh_pk')  # unchecked, but a new table
+op.execute('CREATE INDEX ix_user_bio ON "user" (bio)')  # migcheck: ignore[safety-index-not-concurrent]
 """)
-    findings, report = safety_findings(project, "--target", "postgresql")
+    findings, report = safety_findings(project, "--target", "postgresql", "--db-url", postgres.url)
     assert [(f["rule"], f["line"], f["severity"]) for f in findings] == [
         ("safety-drop-column", project.line_of(path, MARK), "error"),
         ("safety-sql-unchecked", project.line_of(path, "DROP TRIGGER"), "info")]

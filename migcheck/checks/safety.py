@@ -124,6 +124,8 @@ class Watch:
                 return
             for recognized in rawsql.recognize(sql):
                 if isinstance(recognized, rawsql.Unchecked):
+                    if recognized.table and not self._existing_table(current.bind, recognized.table):
+                        continue
                     self._flag(current, line, "safety-sql-unchecked",
                                "`op.execute` runs SQL that changes the schema in a way migcheck "
                                "cannot check", None, None, recognized.statement)
@@ -156,9 +158,16 @@ class Watch:
             if (not column.nullable and column.server_default is None and not column.primary_key
                     and getattr(column, "computed", None) is None
                     and getattr(column, "identity", None) is None):
+                outcome = ("MySQL and MariaDB fill the existing rows with the type's implicit "
+                           "default (0, '', ...) without a word" if current.dialect in ("mysql", "mariadb")
+                           else "the upgrade fails wherever it has rows")
                 yield ("safety-add-not-null-column",
                        f"adds NOT NULL column `{table}.{column.name}` without a server default to "
-                       f"`{table}`, which existed before: the upgrade fails wherever it has rows",
+                       f"`{table}`, which existed before: {outcome}", table, column.name)
+            if column.unique:
+                yield ("safety-add-unique",
+                       f"adds column `{table}.{column.name}` with a unique constraint to `{table}`, "
+                       "which existed before: its index is built under a lock that blocks writes",
                        table, column.name)
             default = _default_sql(column.server_default)
             if postgresql and default and _VOLATILE.search(default):
