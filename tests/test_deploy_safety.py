@@ -8,12 +8,14 @@ at its line), the same operation on a table created in that revision (none) and 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project
+from conftest import ROOT, Project
 from servers import Server
 
 HEAD = "e9e549eb0d5f"
@@ -340,3 +342,47 @@ op.execute('CREATE UNIQUE INDEX CONCURRENTLY ix_tag_name ON tag (name)')  # <- i
     assert "cannot run inside a transaction block" in failed["message"]
     assert failed["line"] == project.line_of(path, "# <- in transaction")
     assert "deploy target postgresql (the --db-url server)" in report["notes"][0]
+
+
+def test_each_bind_has_its_own_target(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "tests" / "fixtures" / "multibind", tmp_path, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shop = Project(tmp_path)
+    path = str(shop.write("migrations/versions/5afe00000009_indexes.py", '''"""indexes"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '5afe00000009'
+down_revision = '60c1cdbd0bad'
+branch_labels = None
+depends_on = None
+
+
+def upgrade(engine_name):
+    globals()["upgrade_%s" % engine_name]()
+
+
+def downgrade(engine_name):
+    pass
+
+
+def upgrade_():
+    op.create_index('ix_product_price_cents', 'product', ['price_cents'])  # SQLite: fine
+
+
+def upgrade_audit():
+    op.create_index('ix_audit_event_action', 'audit_event', ['action'])  # <- PostgreSQL
+    with op.batch_alter_table('audit_event') as batch_op:
+        batch_op.drop_column('created_at')  # <- everywhere
+''').relative_to(tmp_path))
+    result = shop.run("--format", "json", "--select", "safety", app="shop:create_app()",
+                      env={"AUDIT_DATABASE_URL": "postgresql+pg8000://audit@db.example.com/audit"})
+    assert result.code == 1, result.output
+    report = json.loads(result.out)
+    assert [(f["rule"], f["line"], f["details"]["bind"]) for f in report["findings"]] == [
+        ("safety-index-not-concurrent", shop.line_of(path, "# <- PostgreSQL"), "audit"),
+        ("safety-drop-column", shop.line_of(path, "# <- everywhere"), "audit")]
+    assert report["findings"][1]["message"].endswith("(in `5afe00000009`, bind `audit`)")
+    assert report["notes"] == ["safety: 1 revision in scope (the head revision: not in a git "
+                               "repository); deploy target postgresql (the app's "
+                               "SQLALCHEMY_BINDS['audit']), sqlite (the app's SQLALCHEMY_DATABASE_URI)"]

@@ -288,6 +288,10 @@ class Watch:
               column: str | None, sql: str | None) -> None:
         revision = current.revision
         details: dict[str, Any] = {"revision": revision.revision}
+        where = f"in `{revision.revision}`"
+        if current.bind is not None:
+            details["bind"] = current.bind
+            where += f", bind `{current.bind}`"
         if table:
             details["table"] = table
         if column:
@@ -295,7 +299,7 @@ class Watch:
         if sql:
             details["statement"] = " ".join(sql.split())
         self.findings.append(Finding(NAME, rule, rules.RULES[rule].severity,
-                                     f"{message} (in `{revision.revision}`)", relative(revision.path),
+                                     f"{message} ({where})", relative(revision.path),
                                      line, rules.RULES[rule].fix, details))
 
     def _create(self, bind: str | None, kind: str, name: str) -> None:
