@@ -52,8 +52,9 @@ def downgrade():
 ''').relative_to(project.path))
 
 
-def safety_findings(project: Project, *args: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    result = project.run("--format", "json", "--select", "safety", *args)
+def safety_findings(project: Project, *args: str, env: dict[str, str] | None = None
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    result = project.run("--format", "json", "--select", "safety", *args, env=env)
     assert result.code in (0, 1), result.output
     report = json.loads(result.out)
     upgrade = [f for f in report["findings"] if f["check"] == "upgrade"]
@@ -303,6 +304,15 @@ def test_scope_is_the_branch_new_revisions(project: Project) -> None:
     findings, report = safety_findings(project)
     assert [f["object"] for f in findings] == ["comment"]
     assert "1 revision in scope (new since main)" in report["notes"][0]
+    # In a GitHub Actions pull request, the base branch as fetched from the remote.
+    _, report = safety_findings(project, env={"GITHUB_BASE_REF": "main"})
+    assert "1 revision in scope (new since origin/main)" in report["notes"][0]
+    # The project's config can say what is deployed.
+    project.write("pyproject.toml", '[tool.migcheck]\nsince = "1f5ecceb0b09"\n')
+    findings, report = safety_findings(project)
+    assert [f["object"] for f in findings] == ["post_tags"]
+    assert "after 1f5ecceb0b09 (--since)" in report["notes"][0]
+    (project.path / "pyproject.toml").unlink()
     result = project.run("--select", "safety", "--git-base", "no-such-branch")
     assert result.code == 2 and "--git-base 'no-such-branch' is not a commit" in result.err
     result = project.run("--select", "safety", "--since", "zzz")
