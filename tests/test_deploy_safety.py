@@ -396,3 +396,22 @@ def upgrade_audit():
     assert report["notes"] == ["safety: 1 revision in scope (the head revision: not in a git "
                                "repository); deploy target postgresql (the app's "
                                "SQLALCHEMY_BINDS['audit']), sqlite (the app's SQLALCHEMY_DATABASE_URI)"]
+
+
+def test_mysql_rules_on_the_server(project: Project, mysql: Server) -> None:
+    path = add_revision(project, """\
+op.alter_column('tag', 'name', existing_type=sa.String(50), type_=sa.String(100))  # <- 1 to 2 byte length
+op.alter_column('post', 'slug', existing_type=sa.String(200), type_=sa.String(300))
+op.alter_column('user', 'bio', existing_type=sa.Text(), type_=sa.String(500))  # <- narrower
+op.add_column('post', sa.Column('rating', sa.Integer(), nullable=False))  # <- filled with 0
+op.create_index('ix_post_title', 'post', ['title'])
+""")
+    findings, report = safety_findings(project, "--db-url", mysql.url)
+    assert [(f["rule"], f["line"]) for f in findings] == [
+        ("safety-change-type", project.line_of(path, "# <- 1 to 2 byte length")),
+        ("safety-change-type", project.line_of(path, "# <- narrower")),
+        ("safety-add-not-null-column", project.line_of(path, "# <- filled with 0")),
+    ]
+    assert "fill the existing rows with the type's implicit default" in findings[2]["message"]
+    assert "deploy target mariadb (the --db-url server)" in report["notes"][0] \
+        or "deploy target mysql (the --db-url server)" in report["notes"][0]

@@ -219,12 +219,14 @@ class Watch:
                 on is not None and not self._existing_table(bind, on))
             if postgresql and not fresh:
                 yield from self._concurrently(current, operation.kw, "drops", operation.index_name, on)
-        elif isinstance(operation, ops.CreateUniqueConstraintOp):
+        elif isinstance(operation, (ops.CreateUniqueConstraintOp, ops.CreatePrimaryKeyOp)):
             table = _name(operation.table_name, operation.schema)
+            what = ("a unique constraint" if isinstance(operation, ops.CreateUniqueConstraintOp)
+                    else "a primary key")
             if self._existing_table(bind, table):
                 yield ("safety-add-unique",
-                       f"adds a unique constraint to `{table}`, which existed before: it fails if "
-                       "the rows have duplicates, and blocks writes while its index builds", table, None)
+                       f"adds {what} to `{table}`, which existed before: it fails if the rows have "
+                       "duplicates, and blocks writes while its index builds", table, None)
         elif isinstance(operation, (ops.CreateForeignKeyOp, ops.CreateCheckConstraintOp)):
             foreign = isinstance(operation, ops.CreateForeignKeyOp)
             table = (_name(operation.source_table, operation.kw.get("source_schema"))
@@ -387,21 +389,26 @@ def _same_type(old: Any, new: Any) -> bool:
 
 
 def _widening(old: Any, new: Any, dialect: str) -> bool:
-    """A change that keeps every value and needs no rewrite: a longer VARCHAR, VARCHAR to TEXT
-    (PostgreSQL, SQLite), more NUMERIC precision with the same scale (PostgreSQL)."""
+    """A change that keeps every value and needs no rewrite: a longer VARCHAR (on MySQL/MariaDB
+    within the same length-prefix size), VARCHAR to TEXT (PostgreSQL, SQLite), more NUMERIC
+    precision with the same scale (PostgreSQL)."""
     if old is None:
         return False
     old, new = _instance(old), _instance(new)
-    if isinstance(old, sa.String) and isinstance(new, sa.String) and not isinstance(new, sa.Enum):
-        if getattr(new, "length", None) is None:  # TEXT or an unbounded VARCHAR
-            return dialect in ("postgresql", "sqlite") or (
-                not isinstance(new, sa.Text) and getattr(old, "length", None) is None)
-        old_length = getattr(old, "length", None)
-        return old_length is not None and not isinstance(old, sa.Text) and new.length >= old_length
+    if isinstance(old, sa.String) and isinstance(new, sa.String) \
+            and not isinstance(old, sa.Enum) and not isinstance(new, sa.Enum):
+        old_length, new_length = old.length, new.length
+        if new_length is None:  # TEXT or an unbounded VARCHAR
+            return dialect in ("postgresql", "sqlite")
+        if old_length is None or isinstance(old, sa.Text) or new_length < old_length:
+            return False
+        # MySQL/MariaDB widen in place only while the length prefix keeps its size: one byte up to
+        # 255 bytes, 63 characters in utf8mb4 (their default character set).
+        return dialect not in ("mysql", "mariadb") or (old_length <= 63) == (new_length <= 63)
     if isinstance(old, sa.Numeric) and isinstance(new, sa.Numeric) and dialect == "postgresql" \
-            and type(old) is type(new) and not isinstance(new, sa.Float):
-        return (old.scale == new.scale and old.precision is not None
-                and (new.precision is None or new.precision >= old.precision))
+            and not isinstance(old, sa.Float) and not isinstance(new, sa.Float):
+        before, after = old.precision, new.precision
+        return old.scale == new.scale and before is not None and (after is None or after >= before)
     return False
 
 
