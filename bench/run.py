@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import docsection
 from generate import PACKAGE, Layout, generate
 
 BENCH = Path(__file__).resolve().parent
@@ -526,15 +527,6 @@ def _loads(values: tuple[float, ...]) -> str:
     return "/".join(f"{value:.2f}" for value in values)
 
 
-# Sections other scripts write into the same file (bench/data_cost.py), kept when this one rewrites it.
-_KEPT_SECTION = re.compile(r"<!-- ([\w-]+): start -->.*?<!-- \1: end -->", re.S)
-
-
-def _kept_sections(output: Path) -> str:
-    old = output.read_text() if output.exists() else ""
-    return "".join(f"\n{match.group(0)}\n" for match in _KEPT_SECTION.finditer(old))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--small", action="store_true",
@@ -593,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text + _kept_sections(output))
+        output.write_text(text + docsection.kept(output))  # other scripts' sections
         print(f"wrote {output}")
     return 0
 

@@ -47,6 +47,17 @@ class Restored(NamedTuple):
     findings: list[Finding]  # what the walk over them reported when the entry was made
     data: frozenset[str]  # the revisions it ran with generated rows in the tables (data check)
     rows: bool  # the database holds rows that the data check generated
+    created: list[tuple[str | None, str, str]] = []  # what their in-scope revisions created (safety)
+
+
+class Safety(NamedTuple):
+    """What the safety findings of an entry depend on besides the files: which revisions were in
+    scope (not deployed) and the deploy target. An entry holding in-scope revisions is used only
+    if it was made with the same scope over its revisions and the same target, so the findings of
+    in-scope revisions are never lost to the cache; otherwise they are walked again."""
+    scope: frozenset[str]
+    target: str
+    created: list[tuple[str | None, str, str]] = []  # what in-scope revisions created, for save()
 
 
 def cache_root() -> Path | None:
@@ -86,21 +97,22 @@ def open_cache(project: Project) -> Cache | None:
                  _chain_keys(project, dependencies, digests))
 
 
-def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str]
-            ) -> Restored | None:
+def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str],
+            safety: Safety | None = None) -> Restored | None:
     """Put the best cached database into the scratch area; None when there is none to trust.
 
     With the data check (`with_rows`: its revisions), an entry serves only if it ran those of them
-    it holds with rows; without it, only an entry whose database holds no generated rows serves."""
+    it holds with rows; without it, only an entry whose database holds no generated rows serves.
+    With the safety check, only an entry made with the same scope and target serves (_same_safety)."""
     try:
-        return _restore(cache, project, roundtrip, with_rows)
+        return _restore(cache, project, roundtrip, with_rows, safety)
     except OSError as exc:  # an unreadable cache only costs speed
         _warn(f"could not read the cache in {cache.directory}: {exc}")
         return None
 
 
-def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str]
-             ) -> Restored | None:
+def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str],
+             safety: Safety | None) -> Restored | None:
     known = set(cache.chain.values())
     candidates = []
     for entry in _entries(cache.directory):
@@ -109,24 +121,48 @@ def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozens
             shutil.rmtree(entry, ignore_errors=True)  # never trusted; this run makes a new one
         elif ((manifest["roundtrip"] or not roundtrip) and set(manifest["heads"].values()) <= known
               and (set(manifest["revisions"]) & with_rows <= set(manifest["data"]) if with_rows
-                   else not manifest["rows"])):
+                   else not manifest["rows"])
+              and _same_safety(manifest, safety)):
             candidates.append((len(manifest["revisions"]), entry, manifest))
     for _, entry, manifest in sorted(candidates, key=lambda c: c[0], reverse=True):
         if _copy_in(project, entry, manifest["files"]):
             os.utime(entry)  # recently used: evicted last
             findings = [Finding(**f) for f in manifest["findings"]
-                        if (roundtrip or f["check"] != "roundtrip")
-                        and (f["check"] != "data" or f["details"].get("revision") in with_rows)]
+                        if _wanted(f, roundtrip, with_rows, safety)]
+            saved = manifest["safety"] or {}
+            created = [(bind, kind, name) for bind, kind, name in saved.get("created", ())] \
+                if safety and safety.scope & set(manifest["revisions"]) else []
             return Restored(frozenset(manifest["revisions"]), findings, frozenset(manifest["data"]),
-                            manifest["rows"])
+                            manifest["rows"], created)
         shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
     return None
 
 
+def _same_safety(manifest: dict[str, Any], safety: Safety | None) -> bool:
+    if safety is None:
+        return True
+    inside = sorted(safety.scope & set(manifest["revisions"]))
+    saved = manifest.get("safety") or {}
+    return not inside or (saved.get("scope") == inside and saved.get("target") == safety.target)
+
+
+def _wanted(finding: dict[str, Any], roundtrip: bool, with_rows: frozenset[str],
+            safety: Safety | None) -> bool:
+    """Whether a cached finding belongs in this run: of its checks, and for the revisions in scope."""
+    if finding["check"] == "roundtrip":
+        return roundtrip
+    if finding["check"] == "data":
+        return finding["details"].get("revision") in with_rows
+    if finding["check"] == "safety":
+        return safety is not None and finding["details"].get("revision") in safety.scope
+    return True
+
+
 def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool,
-         data: frozenset[str], rows: bool) -> None:
+         data: frozenset[str], rows: bool, safety: Safety | None = None) -> None:
     """Keep the scratch database, now at the heads, with what the walk found on the way and how it
-    walked: `data`, the revisions it ran with generated rows; `rows`, whether any are left."""
+    walked: `data`, the revisions it ran with generated rows; `rows`, whether any are left;
+    `safety`, the scope and target of the safety check and what its in-scope revisions created."""
     chain, directory = cache.chain, cache.directory
     if not all(rev in chain for rev in project.script.get_heads()):
         return  # a revision on the way reads state that no key covers
@@ -146,6 +182,9 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
             manifest = {"format": FORMAT, "roundtrip": roundtrip, "heads": heads,
                         "revisions": sorted(chain), "files": files, "rows": rows,
                         "data": sorted(data & chain.keys()),
+                        "safety": safety and {"scope": sorted(safety.scope & set(chain)),
+                                              "target": safety.target,
+                                              "created": sorted(safety.created, key=repr)},
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
             text = json.dumps(manifest, default=str)
@@ -205,10 +244,22 @@ def _well_formed(manifest: Any) -> bool:
 
     return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
             and type(manifest.get("roundtrip")) is bool and type(manifest.get("rows")) is bool
-            and strings(manifest.get("data")) and string_map(manifest.get("heads"))
+            and strings(manifest.get("data")) and _safety_well_formed(manifest.get("safety"))
+            and string_map(manifest.get("heads"))
             and string_map(manifest.get("files")) and strings(manifest.get("revisions"))
             and isinstance(manifest.get("findings"), list)
             and all(finding(f) for f in manifest["findings"]))
+
+
+def _safety_well_formed(saved: Any) -> bool:
+    """None, or the safety check's scope, target and created objects ([bind, kind, name] each)."""
+    if saved is None:
+        return True
+    return (isinstance(saved, dict) and isinstance(saved.get("scope"), list)
+            and all(type(r) is str for r in saved["scope"]) and type(saved.get("target")) is str
+            and isinstance(saved.get("created"), list)
+            and all(isinstance(c, list) and len(c) == 3 and type(c[0]) in (str, type(None))
+                    and type(c[1]) is str and type(c[2]) is str for c in saved["created"]))
 
 
 def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:

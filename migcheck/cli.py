@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from migcheck import __version__
-from migcheck.checks import CHECKS
+from migcheck.checks import CHECKS, TARGETS
 from migcheck.errors import UsageError
 from migcheck.report import FORMATS
 
@@ -74,6 +74,10 @@ def _parser(prog: str = "migcheck") -> argparse.ArgumentParser:
                         help="the git branch or commit the undeployed revisions are new relative to "
                              "(default: the pull request's base in GitHub Actions, else the branch's "
                              "upstream, origin/HEAD, main, master)")
+    parser.add_argument("--target", choices=TARGETS,
+                        help="the database type the project deploys on, which decides the safety "
+                             "check's rules (default: the --db-url server's type, else the dialect "
+                             "of the database URL the app is configured with)")
     parser.add_argument("--color", choices=("auto", "always", "never"),
                         help="colour the report (auto, the default: on a terminal, honouring NO_COLOR "
                              "and FORCE_COLOR)")
@@ -91,7 +95,8 @@ def _parser(prog: str = "migcheck") -> argparse.ArgumentParser:
     parser.add_argument("--write-baseline", metavar="FILE",
                         help="record today's findings in FILE, for --baseline FILE")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show full tracebacks for errors")
+                        help="show full tracebacks for errors, and the suppressed findings with "
+                             "the reason given for each")
     parser.add_argument("--version", action="version", version=f"migcheck {__version__}")
     return parser
 
@@ -151,7 +156,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
                                  db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
                                  sources=tuple(args.source), cache=not args.no_cache,
                                  since=args.since, git_base=args.git_base,
-                                 origins=origins), step)
+                                 target=args.target, origins=origins), step)
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)
@@ -249,7 +254,7 @@ def _print(result: Run, args: argparse.Namespace) -> None:
         if github.hidden(result):
             print(f"migcheck: GitHub shows only {github.LIMIT} error and {github.LIMIT} warning "
                   "annotations per step; every finding is in the report below and in the job summary")
-    print(_render(form, result, use_color(args.color or "auto", sys.stdout)))
+    print(_render(form, result, use_color(args.color or "auto", sys.stdout), args.verbose))
     if in_actions and os.environ.get("GITHUB_STEP_SUMMARY"):
         try:
             with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
@@ -258,11 +263,11 @@ def _print(result: Run, args: argparse.Namespace) -> None:
             print(f"migcheck: could not write the job summary: {exc}", file=sys.stderr)
 
 
-def _render(form: str, result: Run, color: bool) -> str:
+def _render(form: str, result: Run, color: bool, verbose: bool = False) -> str:
     from migcheck.report import text
 
     if form == "text":
-        return text.render(result, color)
+        return text.render(result, color, verbose)
     module = importlib.import_module(f"migcheck.report.{form}")
     return str(module.render(result))
 

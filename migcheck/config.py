@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from migcheck.checks import CHECKS
+from migcheck.checks import CHECKS, TARGETS
 from migcheck.errors import UsageError
 from migcheck.report import FORMATS
 from migcheck.suppress import parse_ignore
@@ -40,6 +40,7 @@ SETTINGS = {
     "no_cache": Setting("bool"),
     "since": Setting("str"),
     "git_base": Setting("str"),
+    "target": Setting("choice", TARGETS),
     "format": Setting("choice", FORMATS),
     "output": Setting("path"),
     "color": Setting("choice", ("auto", "always", "never")),

@@ -37,6 +37,9 @@ class Run(NamedTuple):
     suppressed: dict[str, int] = {}  # findings left out of `findings`, per reason (see suppress.py)
     cached: int = 0  # revisions resumed from the cache instead of upgraded and round-tripped
     found: tuple[str, ...] = ()  # what migcheck found by looking (app, migrations): the summary says it
+    # the suppressed findings: (finding, how: "ignore" / "inline" / "baseline", the reason given)
+    waived: tuple[tuple[Finding, str, str], ...] = ()
+    notes: tuple[str, ...] = ()  # what the run assumed, for the summary (e.g. the safety check's scope)
 
     def rank(self, check: str) -> int:
         """Where a check's findings go in a report: in the order the checks ran. A check that was not

@@ -24,6 +24,7 @@ class Options(NamedTuple):
     cache: bool = True  # resume from the migrated database of an earlier run (see cache.py)
     since: str | None = None  # the revisions after this one are the undeployed ones (see scope.py)
     git_base: str | None = None  # else the revision files new relative to this git ref
+    target: str | None = None  # the database type the project deploys on (see checks/safety.py)
     # where an option's value came from, for error messages: option -> e.g. "MIGCHECK_DATABASE_URL"
     origins: dict[str, str] = {}
 

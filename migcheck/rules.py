@@ -168,6 +168,75 @@ _RULES = (
          "migcheck could not generate rows for a table (a CHECK constraint or trigger refused "
          "them, a NOT NULL column of an unknown type, ...), so it stays empty for the data check.",
          "Nothing to do; the revisions are still checked with rows in the other tables."),
+    Rule("safety-add-not-null-column", "safety", "error",
+         "A revision not deployed yet adds a NOT NULL column without a server default to a table that "
+         "existed before it: the upgrade fails wherever that table has rows (MySQL and MariaDB fill "
+         "them with the type's implicit default instead).",
+         "Add the column nullable (or with a server_default), backfill it, then make it NOT NULL in "
+         "a later revision."),
+    Rule("safety-set-not-null", "safety", "warning",
+         "A revision not deployed yet makes an existing column NOT NULL: it fails if any row holds "
+         "NULL, and PostgreSQL checks every row under an exclusive lock.",
+         "Backfill first; on PostgreSQL 12+ add `CHECK (col IS NOT NULL) NOT VALID`, VALIDATE it in a "
+         "later revision, then SET NOT NULL (no scan) and drop the check."),
+    Rule("safety-drop-column", "safety", "error",
+         "A revision not deployed yet drops a column that existed before it: the deployed code may "
+         "still read it during the rollout, and its data is gone.",
+         "Deploy code that no longer uses the column first (SQLAlchemy: `deferred` / remove it from "
+         "the model), drop it in a later release; if that is done, ignore the finding inline with "
+         "the reason."),
+    Rule("safety-drop-table", "safety", "error",
+         "A revision not deployed yet drops a table that existed before it: the deployed code may "
+         "still use it during the rollout, and its data is gone.",
+         "Deploy code that no longer uses the table first, drop it in a later release; if that is "
+         "done, ignore the finding inline with the reason."),
+    Rule("safety-rename-column", "safety", "error",
+         "A revision not deployed yet renames an existing column: the deployed code uses the old "
+         "name until the rollout ends.",
+         "Add the new column, write both, backfill, move the reads, then drop the old column in a "
+         "later release (or keep the old column name and rename only the model attribute)."),
+    Rule("safety-rename-table", "safety", "error",
+         "A revision not deployed yet renames an existing table: the deployed code uses the old name "
+         "until the rollout ends.",
+         "Keep the table name and set `__tablename__` in the model, or create the new table, copy, "
+         "switch the code and drop the old one in a later release."),
+    Rule("safety-change-type", "safety", "warning",
+         "A revision not deployed yet changes an existing column's type (other than a known safe "
+         "widening such as a longer VARCHAR): the table is rewritten under a lock, or the change "
+         "fails on values that do not convert.",
+         "Add a column of the new type, backfill it, switch the code, then drop the old column; "
+         "widen VARCHAR lengths instead where that is enough."),
+    Rule("safety-add-unique", "safety", "warning",
+         "A revision not deployed yet adds a unique constraint or unique index to an existing table: "
+         "it fails on duplicate rows, and blocks writes while the index builds.",
+         "Check for duplicates first; on PostgreSQL create the unique index with "
+         "`postgresql_concurrently=True` inside `op.get_context().autocommit_block()`, then "
+         "`ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX ...`."),
+    Rule("safety-index-not-concurrent", "safety", "warning",
+         "PostgreSQL: a revision not deployed yet creates or drops an index on an existing table "
+         "without CONCURRENTLY, which blocks writes to the table until it is done.",
+         "`op.create_index(..., postgresql_concurrently=True)` (or drop_index) inside "
+         "`with op.get_context().autocommit_block():`."),
+    Rule("safety-concurrently-in-transaction", "safety", "error",
+         "PostgreSQL: a revision not deployed yet creates or drops an index CONCURRENTLY inside the "
+         "migration's transaction, which PostgreSQL refuses.",
+         "Run it inside `with op.get_context().autocommit_block():`."),
+    Rule("safety-constraint-validates", "safety", "warning",
+         "PostgreSQL: a revision not deployed yet adds a foreign key or CHECK constraint to an "
+         "existing table without NOT VALID: every row is checked under a lock that blocks writes "
+         "(for a foreign key, on both tables).",
+         "Add it with `postgresql_not_valid=True` (or `NOT VALID` in SQL), then `ALTER TABLE ... "
+         "VALIDATE CONSTRAINT ...` in a later revision."),
+    Rule("safety-volatile-default", "safety", "warning",
+         "PostgreSQL: a revision not deployed yet adds a column whose server default is volatile "
+         "(random(), gen_random_uuid(), clock_timestamp(), nextval(), ...) to an existing table, "
+         "which rewrites the whole table under an exclusive lock.",
+         "Add the column without the default (or with a constant one), set the default, and backfill "
+         "existing rows in batches."),
+    Rule("safety-sql-unchecked", "safety", "info",
+         "A revision not deployed yet runs raw SQL (`op.execute`) that changes the schema in a way "
+         "migcheck does not recognize, so its safety is not checked.",
+         "Review the statement by hand; prefer `op.*` operations, which migcheck checks."),
 )
 
 RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}

@@ -6,11 +6,12 @@ import logging
 import os
 import time
 import warnings
+from contextlib import nullcontext
 from typing import NamedTuple
 
 from migcheck import cache, scope
 from migcheck.appload import load_migrate_app, relative
-from migcheck.checks import drift, graph, imports, roundtrip, upgrade
+from migcheck.checks import drift, graph, imports, roundtrip, safety, upgrade
 from migcheck.findings import Finding, Run
 from migcheck.progress import Progress, silent
 from migcheck.project import Options, Project, open_project
@@ -33,7 +34,7 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
             checked = run_checks(project, checks, progress)
     return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
-               cached=checked.cached, found=found + project.found)
+               cached=checked.cached, found=found + project.found, notes=checked.notes)
 
 
 def _fresh_start(scratch: Scratch) -> list[Finding]:
@@ -50,6 +51,7 @@ def _fresh_start(scratch: Scratch) -> list[Finding]:
 class Checked(NamedTuple):
     findings: list[Finding]
     cached: int = 0  # revisions resumed from the cache instead of walked
+    notes: tuple[str, ...] = ()
 
 
 def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = silent) -> Checked:
@@ -60,9 +62,18 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
     if any(f.severity == "fatal" for f in findings):
         return Checked(findings)
     cached = 0
-    if {"upgrade", "drift", "roundtrip", "data"} & set(checks):
-        with_rows = scope.find(project).revisions if "data" in checks else frozenset()
-        walked, cached = _walk(project, "roundtrip" in checks, with_rows, progress)
+    notes: tuple[str, ...] = ()
+    if {"upgrade", "drift", "roundtrip", "safety", "data"} & set(checks):
+        in_scope = scope.find(project) if {"safety", "data"} & set(checks) else None
+        watch = None
+        if in_scope is not None and "safety" in checks:
+            targets = safety.targets(project)
+            watch = safety.Watch(project, in_scope.revisions, targets)
+            notes = (safety.describe(in_scope.describe(), targets),)
+        elif in_scope is not None:
+            notes = (f"data: {in_scope.describe()}",)
+        with_rows = in_scope.revisions if in_scope is not None and "data" in checks else frozenset()
+        walked, cached = _walk(project, "roundtrip" in checks, with_rows, watch, progress)
         findings += walked
         if "drift" in checks:  # drift compares against the upgraded schema
             if any(f.check == "upgrade" for f in walked):
@@ -75,33 +86,43 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
         progress("imports", 0, 0)
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
-    return Checked(findings, cached)
+    return Checked(findings, cached, notes)
 
 
-def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], progress: Progress
-          ) -> tuple[list[Finding], int]:
+def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: safety.Watch | None,
+          progress: Progress) -> tuple[list[Finding], int]:
     """Upgrade to head, round-tripping every revision if asked (and the revisions `with_rows` with
-    rows in the tables, for the data check); resumes from the cache.
+    rows in the tables, for the data check), with the safety check watching if asked; resumes from
+    the cache.
 
     Returns the findings and how many revisions the cache spared.
     """
     kept = cache.open_cache(project) if project.options.cache and cache.usable(project) else None
-    restored = cache.restore(kept, project, round_trip, with_rows) if kept else None
+    safety_key = cache.Safety(watch.scope, repr(sorted(watch.targets.items(), key=repr))) \
+        if watch else None
+    restored = cache.restore(kept, project, round_trip, with_rows, safety_key) if kept else None
     already = restored.revisions if restored else frozenset()
-    if round_trip or with_rows:
-        # The round trip walks from base to head too, so it stands in for the plain upgrade. For the
-        # data check alone, only its revisions are round-tripped.
-        skip = already if round_trip else already | (
-            frozenset(s.revision for s in project.scripts) - with_rows)
-        walked = roundtrip.check(project, skip, with_rows, cached_rows=bool(restored and restored.rows),
-                                 progress=progress)
-        if not round_trip:  # the data check alone: of its round trips' findings, only the rows'
-            walked = [f for f in walked if f.check != "roundtrip" or f.rule.endswith("-rows")]
-    else:
-        walked = upgrade.check(project, progress)
-    walked = (restored.findings if restored else []) + walked
+    observers = [watch] if watch else []
+    if watch and restored:
+        watch.created.update(restored.created)
+    with safety.watching(watch) if watch else nullcontext():
+        if round_trip or with_rows:
+            # The round trip walks from base to head too, so it stands in for the plain upgrade. For
+            # the data check alone, only its revisions are round-tripped.
+            skip = already if round_trip else already | (
+                frozenset(s.revision for s in project.scripts) - with_rows)
+            walked = roundtrip.check(project, skip, with_rows,
+                                     cached_rows=bool(restored and restored.rows),
+                                     observers=observers, progress=progress)
+            if not round_trip:  # the data check alone: of its round trips' findings, only the rows'
+                walked = [f for f in walked if f.check != "roundtrip" or f.rule.endswith("-rows")]
+        else:
+            walked = upgrade.check(project, observers, progress)
+    walked = (restored.findings if restored else []) + walked + (watch.findings if watch else [])
     if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
         checked = (restored.data if restored else frozenset()) | with_rows
         cache.save(kept, project, walked, round_trip, checked,
-                   rows=bool(with_rows) or bool(restored and restored.rows))
+                   rows=bool(with_rows) or bool(restored and restored.rows),
+                   safety=safety_key._replace(created=sorted(watch.created, key=repr))
+                   if watch and safety_key else None)
     return walked, len(already)

@@ -92,7 +92,10 @@ def _base_ref(top: str, given: str | None) -> str | None:
     if os.environ.get("GITHUB_BASE_REF"):  # a pull request in GitHub Actions
         candidates.append(f"origin/{os.environ['GITHUB_BASE_REF']}")
     upstream = _git(top, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}")
-    if upstream:
+    branch = _git(top, "rev-parse", "--abbrev-ref", "HEAD")
+    # A pushed branch's upstream is usually its own copy on the remote (origin/feature), which
+    # already holds the new revisions: only an upstream of another name is a base branch.
+    if upstream and upstream.split("/", 1)[-1] != branch:
         candidates.append(upstream)
     candidates += ["origin/HEAD", "main", "master", "origin/main", "origin/master"]
     for candidate in candidates:

@@ -2,8 +2,10 @@
 
 Three ways, applied in this order (a finding counts once, under the first that matches):
 - `ignore`: `RULE` or `RULE:OBJECT` patterns from `[tool.migcheck] ignore` or `--ignore`;
-- `inline`: a `# migcheck: ignore[RULE, ...]` comment on the line a finding points at, or on a
-  line of its own before the file's first statement (after its docstring) for the whole file;
+- `inline`: a `# migcheck: ignore[RULE, ...]` comment on the line a finding points at or on a
+  comment line of its own just above it, or on a line of its own before the file's first statement
+  (after its docstring) for the whole file; text after the comment is the reason
+  (`# migcheck: ignore[safety-drop-column] -- unused since v2`), shown with --verbose;
 - `baseline`: findings recorded by `--write-baseline`, matched on rule, path and object (not on
   line numbers, which move with every edit).
 Fatal findings (the history cannot be read) are never left out: nothing else was checked.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from migcheck.findings import Run
 
 BASELINE_VERSION = 1
-_INLINE = re.compile(r"#\s*migcheck:\s*ignore\[([^\]]*)\]")
+_INLINE = re.compile(r"#\s*migcheck:\s*ignore\[([^\]]*)\][\s:—-]*([^#]*)")
 
 Key = tuple[str, str | None, str | None]  # rule, path (relative to the baseline), object
 
@@ -67,14 +69,16 @@ def apply(run: Run, ignores: Iterable[Ignore] = (), baseline: Counter[Key] | Non
     remaining = Counter(baseline or {})
     kept: list[Finding] = []
     suppressed: Counter[str] = Counter(run.suppressed)
+    waived = list(run.waived)
     for finding in run.findings:
         reason = None
+        why = ""
         if finding.severity == "fatal":
             pass
         elif any(_matches(ignore, finding) for ignore in ignores):
             reason = "ignore"
-        elif _ignored_inline(finding):
-            reason = "inline"
+        elif (inline := _ignored_inline(finding)) is not None:
+            reason, why = "inline", inline
         elif baseline_dir is not None and remaining[key(finding, baseline_dir)] > 0:
             remaining[key(finding, baseline_dir)] -= 1  # two equal findings need two entries
             reason = "baseline"
@@ -82,7 +86,8 @@ def apply(run: Run, ignores: Iterable[Ignore] = (), baseline: Counter[Key] | Non
             kept.append(finding)
         else:
             suppressed[reason] += 1
-    return run._replace(findings=kept, suppressed=dict(suppressed))
+            waived.append((finding, reason, why))
+    return run._replace(findings=kept, suppressed=dict(suppressed), waived=tuple(waived))
 
 
 def _matches(ignore: Ignore, finding: Finding) -> bool:
@@ -96,29 +101,37 @@ def _matches(ignore: Ignore, finding: Finding) -> bool:
                                 or fnmatchcase(obj, ignore.object + ".*"))
 
 
-def _ignored_inline(finding: Finding) -> bool:
+def _ignored_inline(finding: Finding) -> str | None:
+    """The reason given with the inline comment that ignores the finding ("" if none), or None."""
     if finding.path is None:
-        return False
+        return None
     whole_file, by_line = _inline_comments(os.path.abspath(finding.path))
-    patterns = whole_file + by_line.get(finding.line or 0, [])
-    return any(fnmatchcase(finding.rule, pattern) for pattern in patterns)
+    for pattern, reason in whole_file + by_line.get(finding.line or 0, []):
+        if fnmatchcase(finding.rule, pattern):
+            return reason
+    return None
 
 
 @cache
-def _inline_comments(path: str) -> tuple[list[str], dict[int, list[str]]]:
-    """The rule patterns a file ignores as a whole, and per line."""
+def _inline_comments(path: str) -> tuple[list[tuple[str, str]], dict[int, list[tuple[str, str]]]]:
+    """The (rule pattern, reason) pairs a file ignores as a whole, and per line. A comment on a
+    line of its own also covers the line below it."""
     try:
         text = read_source(path)
     except (OSError, SyntaxError, ValueError):
         return [], {}
     first_statement = _first_statement_line(text)
-    whole_file: list[str] = []
-    by_line: dict[int, list[str]] = {}
+    whole_file: list[tuple[str, str]] = []
+    by_line: dict[int, list[tuple[str, str]]] = {}
     for number, line in enumerate(text.splitlines(), 1):
+        own_line = line.lstrip().startswith("#")
         for match in _INLINE.finditer(line):
-            patterns = [p.strip() for p in match.group(1).split(",") if p.strip()]
+            reason = match.group(2).strip()
+            patterns = [(p.strip(), reason) for p in match.group(1).split(",") if p.strip()]
             by_line.setdefault(number, []).extend(patterns)
-            if number < first_statement and line.lstrip().startswith("#"):
+            if own_line:
+                by_line.setdefault(number + 1, []).extend(patterns)
+            if number < first_statement and own_line:
                 whole_file.extend(patterns)
     return whole_file, by_line
 

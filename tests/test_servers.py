@@ -339,7 +339,10 @@ def test_pg_app_passes_on_postgres(postgres: Server, tmp_path: Path) -> None:
     result = run_on(postgres, pg_app, app="pg_app:create_app()")
     assert result.code == 0, result.output
     assert "no problems" in result.out
-    assert "warning" not in result.out
+    # No SQLite caveats on PostgreSQL; the one warning is the safety check's, about the head
+    # revision's index on a table an older revision created.
+    warnings = [line for line in result.out.splitlines() if ": warning: " in line]
+    assert len(warnings) == 1 and ": safety: warning: creates index `ix_document_body`" in warnings[0]
     assert_dropped(postgres, pg_app)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -69,10 +69,11 @@ class Step(NamedTuple):
 
 def check(project: Project, already: frozenset[str] = frozenset(),
           with_rows: frozenset[str] = frozenset(), cached_rows: bool = False,
-          progress: Progress = silent) -> list[Finding]:
+          observers: Sequence[upgrade.Observer] = (), progress: Progress = silent) -> list[Finding]:
     """`already`: revisions an earlier run round-tripped (the cache put them in the database);
     `with_rows`: revisions whose steps run with rows in every table (the data check's scope);
-    `cached_rows`: the database from the cache holds rows an earlier run generated."""
+    `cached_rows`: the database from the cache holds rows an earlier run generated;
+    `observers`: called around each first upgrade of a revision (see upgrade.Observer)."""
     untested, findings = _irreversible(project)
     # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
     done = {(bind, revision) for bind in project.binds for revision in already}
@@ -82,7 +83,7 @@ def check(project: Project, already: frozenset[str] = frozenset(),
         try:
             run_env(project, functools.partial(_walk, project, untested=untested, done=done,
                                                current=current, findings=findings, rows=rows,
-                                               progress=progress))
+                                               observers=observers, progress=progress))
             return findings
         except _Restart:
             # Found while running a revision again without rows: the round-trip finding says it.
@@ -101,7 +102,8 @@ def check(project: Project, already: frozenset[str] = frozenset(),
 
 def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
           done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding],
-          rows: data.State, progress: Progress) -> Iterator[RevisionStep]:
+          rows: data.State, observers: Sequence[upgrade.Observer], progress: Progress
+          ) -> Iterator[RevisionStep]:
     """The steps for alembic to run; it runs each one before asking for the next."""
     connection = context.connection
     assert connection is not None
@@ -110,7 +112,7 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
 
     def run(action: str, step: RevisionStep) -> Iterator[RevisionStep]:
         current[:] = [Step(action, step, bind)]
-        yield step
+        yield from upgrade.observed(step, context, observers if action == "upgrade" else ())
         current.clear()
         confirmed = data.passed(rows, (bind, step.revision.revision), action, step.revision)
         if confirmed:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging.config
 import os
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import ModuleType
+from typing import Protocol
 
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -35,7 +36,17 @@ _SQLITE_LIMITS = (
 )
 
 
-def check(project: Project, progress: Progress = silent) -> list[Finding]:
+class Observer(Protocol):
+    """What another check does around each upgrade step of a walk (e.g. safety watches its
+    operations). Not called for the downgrades and re-upgrades of the round trip."""
+
+    def before(self, step: RevisionStep, context: MigrationContext) -> None: ...
+
+    def after(self, step: RevisionStep, context: MigrationContext) -> None: ...
+
+
+def check(project: Project, observers: Sequence[Observer] = (), progress: Progress = silent
+          ) -> list[Finding]:
     current: list[RevisionStep] = []
 
     def upgrade_to_heads(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
@@ -44,7 +55,7 @@ def check(project: Project, progress: Progress = silent) -> list[Finding]:
         for number, step in enumerate(steps, history_position(project, steps)):
             progress(NAME, number, len(project.scripts))
             current[:] = [step]
-            yield step
+            yield from observed(step, context, observers)
         current.clear()
 
     try:
@@ -57,6 +68,17 @@ def check(project: Project, progress: Progress = silent) -> list[Finding]:
 def history_position(project: Project, steps: list[RevisionStep]) -> int:
     """The place in the whole history of the first step (the database may hold earlier ones)."""
     return len(project.scripts) - len(steps) + 1
+
+
+def observed(step: RevisionStep, context: MigrationContext, observers: Sequence[Observer]
+             ) -> Iterator[RevisionStep]:
+    """Yield the step to alembic (which runs it before asking for the next) between the observers'
+    `before` and `after`."""
+    for observer in observers:
+        observer.before(step, context)
+    yield step
+    for observer in observers:
+        observer.after(step, context)
 
 
 def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> Finding:

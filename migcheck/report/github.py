@@ -45,6 +45,7 @@ def summary(run: Run) -> str:
     if run.suppressed:
         about.append(f"{sum(run.suppressed.values())} suppressed")
     lines = [f"### migcheck: {headline}", "", " · ".join(about), ""]
+    lines += [*(f"> {_cell(note)}" for note in run.notes), ""] if run.notes else []
     if hidden(run):
         lines += [f"> GitHub shows at most {LIMIT} error and {LIMIT} warning annotations per step: "
                   f"{hidden(run)} more are only in this table and in the log.", ""]

@@ -28,6 +28,7 @@ def render(run: Run) -> str:
         "exit_code": exit_code(run.findings),
         "counts": {severity: counts[severity] for severity in SEVERITIES},
         "suppressed": dict(run.suppressed),
+        "notes": list(run.notes),
         "findings": [_finding(f) for f in run.findings],
     }
     return json.dumps(document, indent=2, default=str)

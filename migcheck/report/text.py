@@ -10,7 +10,8 @@ _COLORS = {"fatal": "31;1", "error": "31;1", "warning": "33;1", "info": "36", "d
            "bold": "1", "ok": "32;1"}
 
 
-def render(run: Run, color: bool) -> str:
+def render(run: Run, color: bool, verbose: bool = False) -> str:
+    """`verbose` also lists the suppressed findings, with the reason given for each."""
     def paint(text: str, style: str) -> str:
         return f"\033[{_COLORS[style]}m{text}\033[0m" if color else text
 
@@ -22,8 +23,14 @@ def render(run: Run, color: bool) -> str:
             lines.append("")
         previous = finding.check
         lines.extend(_finding_lines(finding, paint))
+    if verbose and run.waived:
+        lines += ([""] if lines else []) + ["suppressed:"]
+        for finding, how, why in run.waived:
+            where = f"{finding.location}: " if finding.location else ""
+            lines.append(paint(f"  {where}{finding.rule} ({how}{': ' + why if why else ''})", "dim"))
     if lines:
         lines.append("")
+    lines += [paint(note, "dim") for note in run.notes]
     lines.append(_summary(run, paint))
     return "\n".join(lines)
 

@@ -1,0 +1,417 @@
+# ruff: noqa: E501  (the revision bodies keep an ignore comment on the line it ignores)
+"""The safety check: operations of undeployed revisions that would fail or lock production.
+
+Each rule runs on one new revision holding the operation on a table that existed before (a finding
+at its line), the same operation on a table created in that revision (none) and a suppressed one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Project
+from servers import Server
+
+HEAD = "e9e549eb0d5f"
+NEW = "5afe00000001"
+MARK = "# <- flagged"
+# A table the revision creates first: operations on it are never flagged.
+FRESH = """\
+op.create_table('fresh',
+    sa.Column('id', sa.Integer(), primary_key=True),
+    sa.Column('name', sa.String(50), nullable=True),
+    sa.Column('code', sa.String(20), nullable=True),
+    sa.Column('ref', sa.Integer(), nullable=True))
+"""
+
+
+def add_revision(project: Project, body: str, revision: str = NEW, down: str = HEAD) -> str:
+    """A revision after `down` whose upgrade() runs `body`; returns its path."""
+    return str(project.write(f"migrations/versions/{revision}_change.py", f'''"""change"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = {revision!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{textwrap.indent(body, "    ")}
+
+
+def downgrade():
+    pass
+''').relative_to(project.path))
+
+
+def safety_findings(project: Project, *args: str, env: dict[str, str] | None = None
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    result = project.run("--format", "json", "--select", "safety", *args, env=env)
+    assert result.code in (0, 1), result.output
+    report = json.loads(result.out)
+    upgrade = [f for f in report["findings"] if f["check"] == "upgrade"]
+    assert not upgrade, upgrade
+    return [f for f in report["findings"] if f["check"] == "safety"], report
+
+
+CASES = {
+    "safety-add-not-null-column": (f"""\
+with op.batch_alter_table('post') as batch_op:
+    batch_op.add_column(sa.Column('rating', sa.Integer(), nullable=False))  {MARK}
+    batch_op.add_column(sa.Column('stars', sa.Integer(), server_default='0', nullable=False))
+    batch_op.add_column(sa.Column('score', sa.Integer(), nullable=False))  # migcheck: ignore[safety-add-not-null-column]
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.add_column(sa.Column('n', sa.Integer(), nullable=False))
+""", ()),
+    "safety-drop-column": (f"""\
+with op.batch_alter_table('post') as batch_op:
+    batch_op.drop_column('body')  {MARK}
+with op.batch_alter_table('user') as batch_op:
+    # migcheck: ignore[safety-drop-column] -- nothing reads user.bio since v2
+    batch_op.drop_column('bio')
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.drop_column('name')
+""", ()),
+    "safety-drop-table": (f"""\
+op.drop_table('post_tags')  {MARK}
+op.drop_table('comment')  # migcheck: ignore[safety-drop-table]
+op.drop_table('fresh')
+""", ()),
+    "safety-rename-column": (f"""\
+with op.batch_alter_table('post') as batch_op:
+    batch_op.alter_column('title', new_column_name='headline')  {MARK}
+with op.batch_alter_table('user') as batch_op:
+    batch_op.alter_column('bio', new_column_name='about')  # migcheck: ignore[safety-rename-column]
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.alter_column('name', new_column_name='label')
+""", ()),
+    "safety-rename-table": (f"""\
+op.rename_table('tag', 'label')  {MARK}
+op.rename_table('comment', 'remark')  # migcheck: ignore[safety-rename-table]
+op.rename_table('fresh', 'fresher')
+op.drop_table('fresher')
+""", ()),
+    "safety-set-not-null": (f"""\
+with op.batch_alter_table('user') as batch_op:
+    batch_op.alter_column('display_name', nullable=False)  {MARK}
+    batch_op.alter_column('username', nullable=False)
+with op.batch_alter_table('post') as batch_op:
+    batch_op.alter_column('published_at', nullable=False)  # migcheck: ignore[safety-set-not-null]
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.alter_column('name', nullable=False)
+""", ()),
+    "safety-change-type": (f"""\
+with op.batch_alter_table('user') as batch_op:
+    batch_op.alter_column('email', type_=sa.Integer())  {MARK}
+    batch_op.alter_column('username', type_=sa.String(100))
+    batch_op.alter_column('display_name', existing_type=sa.String(120), type_=sa.Text())
+with op.batch_alter_table('post') as batch_op:
+    batch_op.alter_column('title', type_=sa.Integer())  # migcheck: ignore[safety-change-type]
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.alter_column('code', type_=sa.Integer())
+""", ()),
+    "safety-add-unique": (f"""\
+op.create_index('ix_user_display_name', 'user', ['display_name'], unique=True)  {MARK}
+with op.batch_alter_table('post') as batch_op:
+    batch_op.create_unique_constraint('uq_post_title', ['title'])  # migcheck: ignore[safety-add-unique]
+op.create_index('ix_fresh_name', 'fresh', ['name'], unique=True)
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.create_unique_constraint('uq_fresh_code', ['code'])
+    batch_op.add_column(sa.Column('handle', sa.String(20), unique=True))
+""", ()),
+    "safety-index-not-concurrent": (f"""\
+op.create_index('ix_user_display_name', 'user', ['display_name'])  {MARK}
+with op.get_context().autocommit_block():
+    op.create_index('ix_post_title', 'post', ['title'], postgresql_concurrently=True)
+op.drop_index('ix_post_author_id', table_name='post')  # migcheck: ignore[safety-index-not-concurrent]
+op.create_index('ix_fresh_name', 'fresh', ['name'])
+op.drop_index('ix_fresh_name', table_name='fresh')
+""", ("--target", "postgresql")),
+    "safety-concurrently-in-transaction": (f"""\
+op.create_index('ix_user_display_name', 'user', ['display_name'], postgresql_concurrently=True)  {MARK}
+op.drop_index('ix_post_author_id', table_name='post', postgresql_concurrently=True)  # migcheck: ignore[safety-concurrently-in-transaction]
+op.create_index('ix_fresh_name', 'fresh', ['name'], postgresql_concurrently=True)
+""", ("--target", "postgresql")),
+    "safety-constraint-validates": (f"""\
+with op.batch_alter_table('post') as batch_op:
+    batch_op.create_check_constraint('ck_post_title', 'length(title) > 0')  {MARK}
+    batch_op.create_check_constraint('ck_post_slug', 'length(slug) > 0', postgresql_not_valid=True)
+with op.batch_alter_table('user') as batch_op:
+    batch_op.create_foreign_key('fk_user_tag', 'tag', ['display_name'], ['name'])  # migcheck: ignore[safety-constraint-validates]
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.create_foreign_key('fk_fresh_ref_user', 'user', ['ref'], ['id'])
+""", ("--target", "postgresql")),
+    "safety-volatile-default": (f"""\
+with op.batch_alter_table('user') as batch_op:
+    batch_op.add_column(sa.Column('luck', sa.Float(), server_default=sa.text('(random())')))  {MARK}
+with op.batch_alter_table('post') as batch_op:
+    batch_op.add_column(sa.Column('seen_at', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)')))
+    batch_op.add_column(sa.Column('salt', sa.Float(), server_default=sa.text('(random())')))  # migcheck: ignore[safety-volatile-default]
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.add_column(sa.Column('luck', sa.Float(), server_default=sa.text('(random())')))
+""", ("--target", "postgresql")),
+}
+
+
+@pytest.mark.parametrize("rule", list(CASES))
+def test_rule_flags_existing_tables_only(project: Project, rule: str) -> None:
+    body, args = CASES[rule]
+    path = add_revision(project, FRESH + body)
+    findings, report = safety_findings(project, *args)
+    assert [(f["rule"], f["path"], f["line"]) for f in findings] == [
+        (rule, path, project.line_of(path, MARK))]
+    assert findings[0]["details"]["revision"] == NEW
+    assert report["suppressed"] == {"inline": 1}
+
+
+def test_postgresql_rules_need_a_postgresql_target(project: Project) -> None:
+    add_revision(project, FRESH + CASES["safety-index-not-concurrent"][0])
+    findings, report = safety_findings(project)  # the app is configured with SQLite
+    assert findings == []
+    assert report["notes"] == ["safety: 1 revision in scope (the head revision: not in a git "
+                               "repository); deploy target sqlite (the app's SQLALCHEMY_DATABASE_URI)"]
+
+
+def test_target_from_config(project: Project) -> None:
+    add_revision(project, FRESH + CASES["safety-index-not-concurrent"][0])
+    project.write("pyproject.toml", '[tool.migcheck]\ntarget = "postgresql"\n')
+    findings, report = safety_findings(project)
+    assert [f["rule"] for f in findings] == ["safety-index-not-concurrent"]
+    assert "deploy target postgresql (the `target` setting)" in report["notes"][0]
+
+
+def test_raw_sql(project: Project, postgres: Server) -> None:
+    path = add_revision(project, FRESH + f"""\
+op.execute('ALTER TABLE post DROP COLUMN body')  {MARK}
+op.execute(sa.text('ALTER TABLE fresh ADD COLUMN extra INTEGER NOT NULL DEFAULT 0'))
+op.execute('ALTER TABLE fresh DROP COLUMN extra')
+op.execute("UPDATE post SET title = title || ''")
+op.execute('CREATE VIEW recent AS SELECT id FROM post')
+op.execute('DROP VIEW recent')
+op.execute('DROP TRIGGER IF EXISTS nothing_here ON post')
+op.execute('ALTER TABLE fresh RENAME CONSTRAINT pk_fresh TO fresh_pk')  # unchecked, but a new table
+op.execute('CREATE INDEX ix_user_bio ON "user" (bio)')  # migcheck: ignore[safety-index-not-concurrent]
+""")
+    findings, report = safety_findings(project, "--target", "postgresql", "--db-url", postgres.url)
+    assert [(f["rule"], f["line"], f["severity"]) for f in findings] == [
+        ("safety-drop-column", project.line_of(path, MARK), "error"),
+        ("safety-sql-unchecked", project.line_of(path, "DROP TRIGGER"), "info")]
+    assert findings[0]["details"]["statement"] == "ALTER TABLE post DROP COLUMN body"
+    assert findings[0]["object"] == "post.body"
+    assert report["suppressed"] == {"inline": 1}
+
+
+def test_created_by_an_earlier_revision_in_scope(project: Project) -> None:
+    add_revision(project, FRESH, revision="5afe00000001")
+    second = add_revision(project, f"""\
+with op.batch_alter_table('fresh') as batch_op:
+    batch_op.drop_column('name')  # <- only when the table is deployed
+with op.batch_alter_table('post') as batch_op:
+    batch_op.drop_column('body')  {MARK}
+""", revision="5afe00000002", down="5afe00000001")
+    both, report = safety_findings(project, "--since", HEAD)
+    assert [(f["object"], f["line"]) for f in both] == [("post.body", project.line_of(second, MARK))]
+    assert "2 revisions in scope (after e9e549eb0d5f (--since))" in report["notes"][0]
+    # With only the head revision in scope, `fresh` was deployed by the revision before.
+    head_only, _ = safety_findings(project)
+    assert sorted(f["object"] for f in head_only) == ["fresh.name", "post.body"]
+    # With every revision in scope, `post` is new too: nothing was deployed.
+    everything, _ = safety_findings(project, "--since", "base")
+    assert everything == []
+
+
+def test_default_run_with_round_trip_and_cache(project: Project) -> None:
+    path = add_revision(project, f"with op.batch_alter_table('post') as batch_op:\n"
+                                 f"    batch_op.drop_column('body')  {MARK}\n"
+                                 "# migcheck: irreversible\n")
+    expected = [("safety", "safety-drop-column", f"{path}:{project.line_of(path, MARK)}")]
+    for attempt in ("walked", "from the cache"):
+        result = project.run("--skip", "drift,imports")
+        assert result.code == 1, result.output
+        found = [line for line in result.out.splitlines() if ": safety: " in line]
+        assert len(found) == 1 and found[0].startswith(expected[0][2]), (attempt, result.out)
+        assert "drops column `post.body`" in found[0]
+    assert "4 from cache" in result.out
+    # An entry made without the safety check cannot stand in for the revisions it must inspect.
+    project.run("--no-cache")
+    skipped = project.run("--skip", "drift,imports,safety")
+    assert skipped.code == 0 and ": safety: " not in skipped.out, skipped.output
+    again = project.run("--select", "upgrade,safety")
+    assert again.code == 1 and "drops column `post.body`" in again.out, again.output
+
+
+def test_summary_and_verbose_reason(project: Project) -> None:
+    add_revision(project, "with op.batch_alter_table('user') as batch_op:\n"
+                          "    # migcheck: ignore[safety-drop-column] -- nothing reads user.bio since v2\n"
+                          "    batch_op.drop_column('bio')\n")
+    result = project.run("--select", "safety")
+    assert result.code == 0, result.output
+    assert "safety: 1 revision in scope (the head revision: not in a git repository); deploy " \
+           "target sqlite (the app's SQLALCHEMY_DATABASE_URI)" in result.out
+    assert "1 suppressed" in result.out and "nothing reads" not in result.out
+    verbose = project.run("--select", "safety", "--verbose")
+    assert "safety-drop-column" in verbose.out and "nothing reads user.bio since v2" in verbose.out
+
+
+# --- scope in a real git repository ---------------------------------------------------------------
+
+def git(project: Project, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(project.path), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_scope_is_the_branch_new_revisions(project: Project) -> None:
+    deployed = add_revision(project, "op.drop_table('post_tags')\n", revision="5afe00000001")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "sample_app", "migrations")
+    git(project, "commit", "-q", "-m", "deployed")
+    git(project, "checkout", "-q", "-b", "feature")
+    new = add_revision(project, f"op.drop_table('comment')  {MARK}\n", revision="5afe00000002",
+                       down="5afe00000001")
+    git(project, "add", "migrations")
+    git(project, "commit", "-q", "-m", "feature")
+    findings, report = safety_findings(project)
+    assert [(f["object"], f["path"]) for f in findings] == [("comment", new)]
+    assert "1 revision in scope (new since main)" in report["notes"][0]
+    # Uncommitted revision files are new too.
+    third = add_revision(project, "op.drop_table('tag')\n", revision="5afe00000003",
+                         down="5afe00000002")
+    findings, report = safety_findings(project)
+    assert sorted(f["object"] for f in findings) == ["comment", "tag"]
+    assert "2 revisions in scope (new since main)" in report["notes"][0]
+    (project.path / third).unlink()
+    # --git-base names another base; --since overrides git.
+    findings, _ = safety_findings(project, "--git-base", "HEAD")
+    assert findings == []
+    findings, _ = safety_findings(project, "--since", "1f5ecceb0b09")  # comment is new then
+    assert [f["object"] for f in findings] == ["post_tags"]
+    assert deployed != new
+    # Pushed with an upstream of its own (origin/feature): the base is still main, not the
+    # branch's own remote copy.
+    remote = project.path.parent / f"{project.path.name}-remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(project, "remote", "add", "origin", str(remote))
+    git(project, "push", "-q", "-u", "origin", "main", "feature")
+    findings, report = safety_findings(project)
+    assert [f["object"] for f in findings] == ["comment"]
+    assert "1 revision in scope (new since main)" in report["notes"][0]
+    # In a GitHub Actions pull request, the base branch as fetched from the remote.
+    _, report = safety_findings(project, env={"GITHUB_BASE_REF": "main"})
+    assert "1 revision in scope (new since origin/main)" in report["notes"][0]
+    # The project's config can say what is deployed.
+    project.write("pyproject.toml", '[tool.migcheck]\nsince = "1f5ecceb0b09"\n')
+    findings, report = safety_findings(project)
+    assert [f["object"] for f in findings] == ["post_tags"]
+    assert "after 1f5ecceb0b09 (--since)" in report["notes"][0]
+    (project.path / "pyproject.toml").unlink()
+    result = project.run("--select", "safety", "--git-base", "no-such-branch")
+    assert result.code == 2 and "--git-base 'no-such-branch' is not a commit" in result.err
+    result = project.run("--select", "safety", "--since", "zzz")
+    assert result.code == 2 and "--since 'zzz'" in result.err
+
+
+# --- PostgreSQL, on the real server ---------------------------------------------------------------
+
+def test_postgresql_rules_on_the_server(project: Project, postgres: Server) -> None:
+    path = add_revision(project, FRESH + """\
+op.create_index('ix_user_display_name', 'user', ['display_name'])  # <- not concurrent
+with op.get_context().autocommit_block():
+    op.create_index('ix_post_title', 'post', ['title'], postgresql_concurrently=True)
+op.create_foreign_key('fk_user_tag', 'user', 'tag', ['display_name'], ['name'])  # <- validates
+op.create_check_constraint('ck_post_slug', 'post', 'length(slug) > 0', postgresql_not_valid=True)
+op.add_column('user', sa.Column('token', sa.Uuid(), server_default=sa.text('gen_random_uuid()')))  # <- volatile
+op.add_column('post', sa.Column('seen_at', sa.DateTime(), server_default=sa.text('now()')))
+op.create_index('ix_fresh_name', 'fresh', ['name'])
+op.create_foreign_key('fk_fresh_ref_user', 'fresh', 'user', ['ref'], ['id'])
+op.add_column('fresh', sa.Column('token', sa.Uuid(), server_default=sa.text('gen_random_uuid()')))
+op.execute('ALTER TABLE post ADD CONSTRAINT fk_post_tag FOREIGN KEY (author_id) REFERENCES tag (id) NOT VALID')
+op.execute('ALTER TABLE post VALIDATE CONSTRAINT fk_post_tag')
+op.execute('CREATE UNIQUE INDEX CONCURRENTLY ix_tag_name ON tag (name)')  # <- in transaction
+""")
+    result = project.run("--format", "json", "--select", "safety", "--db-url", postgres.url)
+    report = json.loads(result.out)
+    found = [(f["rule"], f["line"]) for f in report["findings"] if f["check"] == "safety"]
+    assert found == [
+        ("safety-index-not-concurrent", project.line_of(path, "# <- not concurrent")),
+        ("safety-constraint-validates", project.line_of(path, "# <- validates")),
+        ("safety-volatile-default", project.line_of(path, "# <- volatile")),
+        ("safety-add-unique", project.line_of(path, "# <- in transaction")),
+        ("safety-concurrently-in-transaction", project.line_of(path, "# <- in transaction")),
+    ], result.output
+    # PostgreSQL itself refuses the last one: the upgrade finding says so, at the same line.
+    [failed] = [f for f in report["findings"] if f["check"] == "upgrade"]
+    assert "cannot run inside a transaction block" in failed["message"]
+    assert failed["line"] == project.line_of(path, "# <- in transaction")
+    assert "deploy target postgresql (the --db-url server)" in report["notes"][0]
+
+
+def test_each_bind_has_its_own_target(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "tests" / "fixtures" / "multibind", tmp_path, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shop = Project(tmp_path)
+    path = str(shop.write("migrations/versions/5afe00000009_indexes.py", '''"""indexes"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '5afe00000009'
+down_revision = '60c1cdbd0bad'
+branch_labels = None
+depends_on = None
+
+
+def upgrade(engine_name):
+    globals()["upgrade_%s" % engine_name]()
+
+
+def downgrade(engine_name):
+    pass
+
+
+def upgrade_():
+    op.create_index('ix_product_price_cents', 'product', ['price_cents'])  # SQLite: fine
+
+
+def upgrade_audit():
+    op.create_index('ix_audit_event_action', 'audit_event', ['action'])  # <- PostgreSQL
+    with op.batch_alter_table('audit_event') as batch_op:
+        batch_op.drop_column('created_at')  # <- everywhere
+''').relative_to(tmp_path))
+    result = shop.run("--format", "json", "--select", "safety", app="shop:create_app()",
+                      env={"AUDIT_DATABASE_URL": "postgresql+pg8000://audit@db.example.com/audit"})
+    assert result.code == 1, result.output
+    report = json.loads(result.out)
+    assert [(f["rule"], f["line"], f["details"]["bind"]) for f in report["findings"]] == [
+        ("safety-index-not-concurrent", shop.line_of(path, "# <- PostgreSQL"), "audit"),
+        ("safety-drop-column", shop.line_of(path, "# <- everywhere"), "audit")]
+    assert report["findings"][1]["message"].endswith("(in `5afe00000009`, bind `audit`)")
+    assert report["notes"] == ["safety: 1 revision in scope (the head revision: not in a git "
+                               "repository); deploy target postgresql (the app's "
+                               "SQLALCHEMY_BINDS['audit']), sqlite (the app's SQLALCHEMY_DATABASE_URI)"]
+
+
+def test_mysql_rules_on_the_server(project: Project, mysql: Server) -> None:
+    path = add_revision(project, """\
+op.alter_column('tag', 'name', existing_type=sa.String(50), type_=sa.String(100))  # <- 1 to 2 byte length
+op.alter_column('post', 'slug', existing_type=sa.String(200), type_=sa.String(300))
+op.alter_column('user', 'bio', existing_type=sa.Text(), type_=sa.String(500))  # <- narrower
+op.add_column('post', sa.Column('rating', sa.Integer(), nullable=False))  # <- filled with 0
+op.create_index('ix_post_title', 'post', ['title'])
+""")
+    findings, report = safety_findings(project, "--db-url", mysql.url)
+    assert [(f["rule"], f["line"]) for f in findings] == [
+        ("safety-change-type", project.line_of(path, "# <- 1 to 2 byte length")),
+        ("safety-change-type", project.line_of(path, "# <- narrower")),
+        ("safety-add-not-null-column", project.line_of(path, "# <- filled with 0")),
+    ]
+    assert "fill the existing rows with the type's implicit default" in findings[2]["message"]
+    assert "deploy target mariadb (the --db-url server)" in report["notes"][0] \
+        or "deploy target mysql (the --db-url server)" in report["notes"][0]
