@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from migcheck import cache, scope
 from migcheck.appload import load_migrate_app, relative
-from migcheck.checks import drift, graph, imports, roundtrip, safety, upgrade
+from migcheck.checks import data, drift, graph, imports, roundtrip, safety, upgrade
 from migcheck.findings import Finding, Run
 from migcheck.progress import Progress, silent
 from migcheck.project import Options, Project, open_project
@@ -66,15 +66,16 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
     if {"upgrade", "drift", "roundtrip", "safety", "data"} & set(checks):
         in_scope = scope.find(project) if {"safety", "data"} & set(checks) else None
         watch = None
+        if in_scope is not None:  # one line for both checks that look at the undeployed revisions
+            label = ", ".join(c for c in ("safety", "data") if c in checks)
+            notes = (f"{label}: {in_scope.describe()}",)
         if in_scope is not None and "safety" in checks:
             targets = safety.targets(project)
             watch = safety.Watch(project, in_scope.revisions, targets)
-            notes = (safety.describe(in_scope.describe(), targets),)
-        elif in_scope is not None:
-            notes = (f"data: {in_scope.describe()}",)
+            notes = (f"{notes[0]}; {safety.describe(targets)}",)
         with_rows = in_scope.revisions if in_scope is not None and "data" in checks else frozenset()
         walked, cached = _walk(project, "roundtrip" in checks, with_rows, watch, progress)
-        findings += walked
+        findings += data.supersede(walked)
         if "drift" in checks:  # drift compares against the upgraded schema
             if any(f.check == "upgrade" for f in walked):
                 findings.append(Finding("drift", "drift-skipped", "info",

@@ -167,3 +167,17 @@ def _hint(error: str, table: str | None) -> str:
     on = f" in `{table}`" if table else ""
     return (f"make the revision work on a database that has rows{on}: backfill or convert the "
             "existing rows in the revision before the statement that fails")
+
+
+# The safety check's rules that predict a failure on tables with rows, which this check can prove.
+_PREDICTIONS = ("safety-add-not-null-column", "safety-set-not-null", "safety-add-unique",
+                "safety-change-type")
+
+
+def supersede(findings: list[Finding]) -> list[Finding]:
+    """`findings` without the safety predictions this check proved: the same revision failing on
+    the same table with rows is one problem, reported once, with the evidence."""
+    proven = {(f.details.get("revision"), f.details.get("table"))
+              for f in findings if f.rule == "data-fails-with-rows"}
+    return [f for f in findings if f.rule not in _PREDICTIONS
+            or (f.details.get("revision"), f.details.get("table")) not in proven]

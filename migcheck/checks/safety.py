@@ -62,11 +62,11 @@ def targets(project: Project) -> dict[str | None, Target]:
     return found
 
 
-def describe(scope_text: str, found: dict[str | None, Target]) -> str:
-    """The summary's line about what was checked, e.g. "safety: 1 revision in scope (...); deploy
-    target postgresql (the --db-url server)"."""
+def describe(found: dict[str | None, Target]) -> str:
+    """For the summary: which database the rules assumed and why, e.g. "deploy target postgresql
+    (the --db-url server)"."""
     shown = sorted({f"{t.dialect or 'unknown'} ({t.reason})" for t in found.values()})
-    return f"safety: {scope_text}; deploy target {', '.join(shown)}"
+    return f"deploy target {', '.join(shown)}"
 
 
 class _Current(NamedTuple):
