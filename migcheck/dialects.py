@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 
-from migcheck import source
+from migcheck import compat, source
 from migcheck.findings import Finding
 from migcheck.project import Project
 
@@ -36,7 +36,7 @@ _NOW = re.compile(r"\(?(?:now|current_timestamp|localtimestamp|localtime)(?:\((\
 
 def sqlite_blind_spots(project: Project) -> list[Finding]:
     """Warnings for model features a SQLite scratch database cannot verify, one per object."""
-    mappers = list(project.db.Model.registry.mappers)  # type: ignore[attr-defined]
+    mappers = compat.mappers(project.db)
     findings = []
 
     def warn(rule: str, table: sa.Table, column: sa.Column[Any] | None, what: str, why: str) -> None:
@@ -51,31 +51,30 @@ def sqlite_blind_spots(project: Project) -> list[Finding]:
             {"table": table.name, "column": column.name if column is not None else None},
         ))
 
-    for metadata in project.db.metadatas.values():
-        for table in metadata.sorted_tables:
-            if table.comment:
-                warn("comment", table, None, f"table `{table.name}` has a comment",
-                     "SQLite keeps no comments")
-            for column in table.columns:
-                name = f"column `{table.name}.{column.name}`"
-                type_ = _unwrap(column.type)
-                if isinstance(type_, sa.DateTime) and type_.timezone:
-                    warn("timezone", table, column, f"{name} is a time-zone-aware DateTime",
-                         "SQLite has no time zone type")
-                if isinstance(type_, sa.Enum):
-                    warn("enum", table, column, f"{name} is an Enum ({', '.join(type_.enums)})",
-                         "SQLite stores it as VARCHAR, where changed members go unseen")
-                if column.comment:
-                    warn("comment", table, column, f"{name} has a comment", "SQLite keeps no comments")
-            checks = [(c, None) for c in table.constraints] + [
-                (c, column) for column in table.columns for c in column.constraints]
-            for constraint, on_column in checks:
-                if isinstance(constraint, sa.CheckConstraint) and not constraint._type_bound:
-                    label = f" `{constraint.name}`" if isinstance(constraint.name, str) else ""
-                    warn("check", table, on_column,
-                         f"CHECK constraint{label} on `{table.name}` ({constraint.sqltext})",
-                         "Alembic does not compare CHECK constraints, and SQLite does not run their "
-                         "SQL as your database does")
+    for _bind, table in compat.bound_tables(project.db):
+        if table.comment:
+            warn("comment", table, None, f"table `{table.name}` has a comment",
+                 "SQLite keeps no comments")
+        for column in table.columns:
+            name = f"column `{table.name}.{column.name}`"
+            type_ = _unwrap(column.type)
+            if isinstance(type_, sa.DateTime) and type_.timezone:
+                warn("timezone", table, column, f"{name} is a time-zone-aware DateTime",
+                     "SQLite has no time zone type")
+            if isinstance(type_, sa.Enum):
+                warn("enum", table, column, f"{name} is an Enum ({', '.join(type_.enums)})",
+                     "SQLite stores it as VARCHAR, where changed members go unseen")
+            if column.comment:
+                warn("comment", table, column, f"{name} has a comment", "SQLite keeps no comments")
+        checks = [(c, None) for c in table.constraints] + [
+            (c, column) for column in table.columns for c in column.constraints]
+        for constraint, on_column in checks:
+            if isinstance(constraint, sa.CheckConstraint) and not constraint._type_bound:
+                label = f" `{constraint.name}`" if isinstance(constraint.name, str) else ""
+                warn("check", table, on_column,
+                     f"CHECK constraint{label} on `{table.name}` ({constraint.sqltext})",
+                     "Alembic does not compare CHECK constraints, and SQLite does not run their "
+                     "SQL as your database does")
     return findings
 
 
@@ -87,7 +86,10 @@ def _unwrap(type_: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
 def compare_server_default(context: MigrationContext, inspected_column: sa.Column[Any],
                            metadata_column: sa.Column[Any], inspected_default: str | None,
                            metadata_default: Any, rendered_metadata_default: str | None) -> bool | None:
-    """Alembic's comparison, except that MySQL's spellings of "now" are one default, not two."""
+    """Alembic's comparison, except that MySQL's spellings of "now" are one default, not two,
+    and SQLite's is the same on every Alembic release."""
+    if context.dialect.name == "sqlite":
+        return compat.sqlite_server_default_differs(inspected_default, rendered_metadata_default)
     if context.dialect.name in ("mysql", "mariadb") and inspected_default and rendered_metadata_default:
         inspected = _NOW.fullmatch(inspected_default.strip().lower())
         rendered = _NOW.fullmatch(rendered_metadata_default.strip().lower())

@@ -60,7 +60,7 @@ def test_model_imported_only_inside_a_function(project: Project, where: str) -> 
     project.write("sample_app/models/audit.py", AUDIT)
     if where == "view":
         relpath = "sample_app/views.py"
-        project.append(relpath, '\n\n@bp.post("/audit")\ndef audit() -> Response:\n'
+        project.append(relpath, '\n\n@bp.route("/audit", methods=["POST"])\ndef audit() -> Response:\n'
                                 "    from .models.audit import AuditLog\n\n"
                                 "    return jsonify(table=AuditLog.__tablename__)\n")
     else:

@@ -19,6 +19,8 @@ import pytest
 from conftest import ROOT, Project, Result
 from servers import RECORDER, Server, recorded
 
+from migcheck import compat
+
 USER_MODEL = "sample_app/models/user.py"
 COMMENTS = "e9e549eb0d5f"
 
@@ -200,7 +202,7 @@ def test_one_database_per_bind(server: Server, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("url", "module", "extra"), [
-    ("postgresql://postgres@127.0.0.1:5432/", "psycopg", "postgres"),
+    ("postgresql://postgres@127.0.0.1:5432/", compat.postgresql_driver(), "postgres"),
     ("mysql://root@127.0.0.1:3306/", "pymysql", "mysql"),
 ])
 def test_missing_driver_names_the_extra(project: Project, url: str, module: str, extra: str) -> None:
@@ -335,8 +337,9 @@ def test_sqlite_blind_spots_are_checked_on_servers(server: Server, project: Proj
 def test_unreachable_server_is_a_usage_error_without_the_password(project: Project) -> None:
     result = project.run(env={"MIGCHECK_DATABASE_URL": "postgresql://postgres:s3cret@127.0.0.1:1/"})
     assert result.code == 2, result.output
+    driver = compat.postgresql_driver()
     assert result.err.startswith("migcheck: error: --db-url: cannot connect to "
-                                 "postgresql+psycopg://postgres:***@127.0.0.1:1/ as postgres: ")
+                                 f"postgresql+{driver}://postgres:***@127.0.0.1:1/ as postgres: ")
     assert "s3cret" not in result.output
     assert "Traceback" not in result.output
 
