@@ -38,7 +38,8 @@ def render_url(url: URL, hide_password: bool = True) -> str:
     """The URL as text (`render_as_string` is 1.4+; 1.3's `str(url)` shows the password)."""
     if hasattr(url, "render_as_string"):
         return url.render_as_string(hide_password=hide_password)
-    return url.__to_string__(hide_password=hide_password)  # type: ignore[attr-defined]
+    legacy: Any = url
+    return str(legacy.__to_string__(hide_password=hide_password))
 
 
 def url_with(url: URL, **parts: Any) -> URL:
@@ -46,7 +47,7 @@ def url_with(url: URL, **parts: Any) -> URL:
     1.3 URLs are mutable and have no `.set()`)."""
     if hasattr(url, "set"):
         return url.set(**parts)
-    changed = copy.copy(url)
+    changed: Any = copy.copy(url)
     changed.query = dict(url.query)
     for name, value in parts.items():
         setattr(changed, name, value)
@@ -56,10 +57,10 @@ def url_with(url: URL, **parts: Any) -> URL:
 def import_dbapi(url: URL) -> Any:
     """Import the URL's driver module; ImportError when it is not installed (2.0 renamed the
     dialect classmethod `dbapi()` to `import_dbapi()`)."""
-    dialect = url.get_dialect()
+    dialect: Any = url.get_dialect()
     if hasattr(dialect, "import_dbapi"):
         return dialect.import_dbapi()
-    return dialect.dbapi()  # type: ignore[attr-defined]
+    return dialect.dbapi()
 
 
 def postgresql_driver() -> str:
@@ -75,7 +76,8 @@ def exec_sql(connection: sa.engine.Connection, statement: str, parameters: Any =
     args = () if parameters is None else (parameters,)
     if hasattr(connection, "exec_driver_sql"):
         return connection.exec_driver_sql(statement, *args)
-    return connection.execute(statement, *args)
+    legacy: Any = connection
+    return legacy.execute(statement, *args)
 
 
 def sequence_names(connection: sa.engine.Connection, schema: str | None) -> list[str]:
