@@ -9,6 +9,7 @@ import traceback
 from flask import Flask
 from flask.cli import NoAppException, ScriptInfo, load_dotenv
 
+from migcheck import compat
 from migcheck.errors import UsageError
 
 # Frames in these are not the user's code: the standard library, installed packages, migcheck.
@@ -42,7 +43,8 @@ def _load_error(import_path: str | None, exc: BaseException, flask_message: str 
     what = import_path or "the app"
     if where is None and flask_message is not None:
         # Not found (no module, no attribute, nothing to auto-detect): Flask's message says it.
-        message = flask_message.split("\n\n")[0].replace("'flask --app'", "'migcheck --app'")
+        message = compat.flask_cli_message(flask_message.split("\n\n")[0])
+        message = message.replace("'flask --app'", "'migcheck --app'")
         if "--app" not in message:
             message += (" Point migcheck at your app with --app, e.g. --app 'yourpkg:create_app()', "
                         "or set FLASK_APP.")

@@ -91,7 +91,31 @@ def sequence_names(connection: sa.engine.Connection, schema: str | None) -> list
     return [str(name) for (name,) in rows]
 
 
+# --- Flask ----------------------------------------------------------------------------------------
+
+# Flask < 2.2 words its app-loading errors differently: the current wording, whatever the release.
+_FLASK_MESSAGES = (
+    (re.compile(r"Could not locate a Flask application\. You did not provide .*", re.DOTALL),
+     "Could not locate a Flask application. Use the 'flask --app' option, 'FLASK_APP' environment "
+     "variable, or a 'wsgi.py' or 'app.py' file in the current directory."),
+    (re.compile(r"^module '([^']+)' has no attribute '([^']+)'$"), r"Failed to find attribute '\2' in '\1'."),
+    (re.compile(r'"([^"\s]+)"'), r"'\1'"),  # Flask 1.x quotes names with double quotes
+)
+
+
+def flask_cli_message(message: str) -> str:
+    """A `NoAppException` message in the wording of the current Flask release."""
+    for pattern, replacement in _FLASK_MESSAGES:
+        message = pattern.sub(replacement, message)
+    return message
+
+
 # --- Flask-SQLAlchemy and the declarative registry ----------------------------------------------
+
+# Flask-SQLAlchemy 2.x warns at every load of an app that leaves this unset; its value changes
+# nothing migcheck looks at (it only turns model change signals on), so a run sets it when missing.
+FLASK_SQLALCHEMY_QUIET_CONFIG: dict[str, Any] = {"SQLALCHEMY_TRACK_MODIFICATIONS": False}
+
 
 def app_engines(db: Any, app: Flask) -> dict[str | None, sa.engine.Engine]:
     """bind key -> engine of an app, creating them if need be.

@@ -94,6 +94,8 @@ class Scratch:
         # Options meant for the real server (connect_args, pool sizes) do not fit a scratch engine.
         app_config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
         app_config["SQLALCHEMY_ECHO"] = False
+        for key, value in compat.FLASK_SQLALCHEMY_QUIET_CONFIG.items():
+            app_config.setdefault(key, value)
         db._engine_options = {}
 
     def reset(self) -> list[str | None]:

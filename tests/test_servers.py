@@ -303,7 +303,7 @@ def test_sqlite_blind_spots_are_warnings(project: Project) -> None:
     verify = "so migcheck on SQLite cannot tell whether the migrations match; verify with --db-url on your " \
              "production database"
     expected = [
-        line("class User") + "CHECK constraint `ck_user_long_enough` on `user` (length(username) > 2): "
+        line("class User") + "CHECK constraint `long_enough` on `user` (length(username) > 2): "
         "Alembic does not compare CHECK constraints, and SQLite does not run their SQL as your database "
         f"does, {verify}",
         line("bio =") + f"column `user.bio` has a comment: SQLite keeps no comments, {verify}",

@@ -142,7 +142,7 @@ def _describe(diff: tuple[Any, ...], dialect: sa.engine.Dialect
         table = source.table_name(item)
         label = _label(item)
         columns = ", ".join(c.name for c in item.columns) if hasattr(item, "columns") else ""
-        column = item.columns[0].name if columns and len(item.columns) == 1 else None
+        column = next(iter(item.columns)).name if columns and len(item.columns) == 1 else None  # 1.3: no [0]
         added = kind.startswith("add")
         named = f"{label} `{item.name}`" if item.name else f"unnamed {label}"
         message = (f"{named} on `{table}` ({columns}) "
