@@ -43,14 +43,15 @@ def render_url(url: URL, hide_password: bool = True) -> str:
 
 
 def url_with(url: URL, **parts: Any) -> URL:
-    """A copy of the URL with some parts replaced (1.4+ URLs are immutable with `.set()`;
-    1.3 URLs are mutable and have no `.set()`)."""
+    """A copy of the URL with the parts given as not None replaced, as `.set()` does (1.4+ URLs
+    are immutable with `.set()`; 1.3 URLs are mutable and have no `.set()`)."""
     if hasattr(url, "set"):
         return url.set(**parts)
     changed: Any = copy.copy(url)
     changed.query = dict(url.query)
     for name, value in parts.items():
-        setattr(changed, name, value)
+        if value is not None:
+            setattr(changed, name, value)
     return changed
 
 
