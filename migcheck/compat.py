@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.autogenerate import render_python_code as _render_python_code
 from alembic.operations import ops
+from alembic.script import Script, ScriptDirectory
 from flask import Flask
 from sqlalchemy.engine.url import URL
 from sqlalchemy.engine.url import make_url as _make_url
@@ -187,3 +188,9 @@ def sqlite_server_default_differs(inspected_default: str | None,
         return re.sub(r"^\"?'(.+)'\"?$", r"\1", re.sub(r"^\((.+)\)$", r"\1", default))
 
     return bare(inspected_default) != bare(rendered_metadata_default)
+
+
+def load_revisions(script: ScriptDirectory) -> list[Script]:
+    """Every revision file, duplicate ids included, in file name order (Alembic's one loader;
+    1.7 lists a directory in the file system's order, later releases sort it)."""
+    return sorted(script._load_revisions(), key=lambda revision: revision.path)
