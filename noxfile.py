@@ -20,7 +20,8 @@ LANES = Path(__file__).parent / "lanes"
 
 def _run_lane(session: nox.Session, lane: str) -> None:
     constraints = str(LANES / f"{lane}.txt")
-    session.install("-c", constraints, "-e", ".[test,postgres,mysql]")
+    # setuptools too, so that a lane that pins it (oldest: Flask 1.1 needs pkg_resources) gets its pin.
+    session.install("-c", constraints, "setuptools", "-e", ".[test,postgres,mysql]")
     session.run("python", "-m", "pip", "freeze", "--exclude-editable", silent=False)
     # The pins must hold: a dependency that sneaked a different version in makes the lane a lie.
     session.run("python", "-m", "pip", "check")

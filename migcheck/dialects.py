@@ -27,9 +27,9 @@ _NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "mssql": "SQL Se
 _EXAMPLE_URLS = {"postgresql": "postgresql://USER@HOST:5432/", "mysql": "mysql+pymysql://USER@HOST:3306/"}
 # SQLite's errors for another database's types, functions and `::` casts
 # (SQLAlchemy 1.3 names the type's class: "of type <class 'sqlalchemy.dialects.postgresql.base.UUID'>".)
-_FOREIGN = re.compile(r"can't render element of type (?:<class '(?:\w+\.)*)?(?P<type>\w+)|(?:unknown|no such) function: "
-                      r"(?P<function>\w+)|(?P<cast>unrecognized token: \":\")|near \"(?P<near>[^\"]+)\": "
-                      r"syntax error")
+_FOREIGN = re.compile(r"can't render element of type (?:<class '(?:\w+\.)*)?(?P<type>\w+)|"
+                      r"(?:unknown|no such) function: (?P<function>\w+)|(?P<cast>unrecognized token: \":\")|"
+                      r"near \"(?P<near>[^\"]+)\": syntax error")
 _FUNCTIONS = {"gen_random_uuid": "postgresql", "uuid_generate_v4": "postgresql", "to_tsvector": "postgresql",
               "jsonb_build_object": "postgresql", "uuid": "mysql", "unix_timestamp": "mysql"}
 _NOW = re.compile(r"\(?(?:now|current_timestamp|localtimestamp|localtime)(?:\((\d*)\))?\)?")

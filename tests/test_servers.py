@@ -231,7 +231,8 @@ def test_pg_app_needs_postgres_on_sqlite(tmp_path: Path) -> None:
         assert at + "(create documents) failed: OperationalError: unrecognized token: \":\"" in result.out
         cannot = "`::` casts"
     else:  # cannot render PostgreSQL's UUID on SQLite at all
-        assert at + "(create documents) failed: CompileError: (in table 'document', column 'id')" in result.out
+        assert at + "(create documents) failed: CompileError: (in table 'document', column 'id')" \
+            in result.out
         cannot = "the type UUID"
     assert (f"fix: this revision needs PostgreSQL: SQLite cannot run {cannot}. Run migcheck against a "
             "PostgreSQL server with --db-url") in result.out
@@ -285,8 +286,8 @@ def upgrade():
     with op.batch_alter_table('user', schema=None) as batch_op:
         # create_constraint=False, the default from SQLAlchemy 1.4 on: 1.3's CHECK would outlive the
         # column in SQLite batch mode and break the downgrade.
-        batch_op.add_column(sa.Column('role', sa.Enum('reader', 'writer', name='user_role', create_constraint=False),
-                                      nullable=True))
+        role = sa.Enum('reader', 'writer', name='user_role', create_constraint=False)
+        batch_op.add_column(sa.Column('role', role, nullable=True))
         batch_op.add_column(sa.Column('last_seen', sa.DateTime(), nullable=True))
 
 
