@@ -140,13 +140,13 @@ def metadatas(db: Any) -> list[sa.MetaData]:
 
 
 def bound_tables(db: Any) -> list[tuple[str | None, sa.Table]]:
-    """(bind key, table) for every table of the db, in dependency order per bind.
+    """(bind key, table) for every table of the db.
 
     Flask-SQLAlchemy 3 keeps a MetaData per bind; 2.x keeps all in one, with `info["bind_key"]`.
     """
     if hasattr(db, "metadatas"):
-        return [(key, table) for key, metadata in db.metadatas.items() for table in metadata.sorted_tables]
-    return [(table.info.get("bind_key"), table) for table in db.metadata.sorted_tables]
+        return [(key, table) for key, metadata in db.metadatas.items() for table in metadata.tables.values()]
+    return [(table.info.get("bind_key"), table) for table in db.metadata.tables.values()]
 
 
 def mappers(db: Any) -> list[Mapper]:
@@ -169,7 +169,7 @@ MIGRATE_DEFAULTS: dict[str, Any] = {"compare_type": True, "render_as_batch": Tru
 
 def render_python_code(operations: ops.UpgradeOps, **options: Any) -> str:
     """Alembic's `render_python_code`, given only the options this release takes
-    (`user_module_prefix` is 1.11+)."""
+    (1.7 and 1.8 have no `user_module_prefix`)."""
     accepted = inspect.signature(_render_python_code).parameters
     return _render_python_code(operations, **{k: v for k, v in options.items() if k in accepted})
 

@@ -52,30 +52,31 @@ def sqlite_blind_spots(project: Project) -> list[Finding]:
             {"table": table.name, "column": column.name if column is not None else None},
         ))
 
-    for _bind, table in compat.bound_tables(project.db):
-        if table.comment:
-            warn("comment", table, None, f"table `{table.name}` has a comment",
-                 "SQLite keeps no comments")
-        for column in table.columns:
-            name = f"column `{table.name}.{column.name}`"
-            type_ = _unwrap(column.type)
-            if isinstance(type_, sa.DateTime) and type_.timezone:
-                warn("timezone", table, column, f"{name} is a time-zone-aware DateTime",
-                     "SQLite has no time zone type")
-            if isinstance(type_, sa.Enum):
-                warn("enum", table, column, f"{name} is an Enum ({', '.join(type_.enums)})",
-                     "SQLite stores it as VARCHAR, where changed members go unseen")
-            if column.comment:
-                warn("comment", table, column, f"{name} has a comment", "SQLite keeps no comments")
-        checks = [(c, None) for c in table.constraints] + [
-            (c, column) for column in table.columns for c in column.constraints]
-        for constraint, on_column in checks:
-            if isinstance(constraint, sa.CheckConstraint) and not constraint._type_bound:
-                label = f" `{constraint.name}`" if isinstance(constraint.name, str) else ""
-                warn("check", table, on_column,
-                     f"CHECK constraint{label} on `{table.name}` ({constraint.sqltext})",
-                     "Alembic does not compare CHECK constraints, and SQLite does not run their "
-                     "SQL as your database does")
+    for metadata in compat.metadatas(project.db):
+        for table in metadata.sorted_tables:
+            if table.comment:
+                warn("comment", table, None, f"table `{table.name}` has a comment",
+                     "SQLite keeps no comments")
+            for column in table.columns:
+                name = f"column `{table.name}.{column.name}`"
+                type_ = _unwrap(column.type)
+                if isinstance(type_, sa.DateTime) and type_.timezone:
+                    warn("timezone", table, column, f"{name} is a time-zone-aware DateTime",
+                         "SQLite has no time zone type")
+                if isinstance(type_, sa.Enum):
+                    warn("enum", table, column, f"{name} is an Enum ({', '.join(type_.enums)})",
+                         "SQLite stores it as VARCHAR, where changed members go unseen")
+                if column.comment:
+                    warn("comment", table, column, f"{name} has a comment", "SQLite keeps no comments")
+            checks = [(c, None) for c in table.constraints] + [
+                (c, column) for column in table.columns for c in column.constraints]
+            for constraint, on_column in checks:
+                if isinstance(constraint, sa.CheckConstraint) and not constraint._type_bound:
+                    label = f" `{constraint.name}`" if isinstance(constraint.name, str) else ""
+                    warn("check", table, on_column,
+                         f"CHECK constraint{label} on `{table.name}` ({constraint.sqltext})",
+                         "Alembic does not compare CHECK constraints, and SQLite does not run their "
+                         "SQL as your database does")
     return findings
 
 
