@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from flask import Flask
 from flask.cli import NoAppException, ScriptInfo, load_dotenv
 
+from migcheck import compat
 from migcheck.errors import UnsafeConnection, UsageError
 
 # Frames in these are not the user's code: the standard library, installed packages, migcheck.
@@ -136,7 +137,8 @@ def _load_error(import_path: str | None, exc: BaseException, flask_message: str 
         if needs is not None:
             return UsageError(needs)
         # Not found (no module, no attribute, nothing to auto-detect): Flask's message says it.
-        message = flask_message.split("\n\n")[0].replace("'flask --app'", "'migcheck --app'")
+        message = compat.flask_cli_message(flask_message.split("\n\n")[0])
+        message = message.replace("'flask --app'", "'migcheck --app'")
         if "--app" not in message:
             message += (" Point migcheck at your app with --app, e.g. --app 'yourpkg:create_app()', "
                         "or set FLASK_APP.")

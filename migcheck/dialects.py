@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 
-from migcheck import source
+from migcheck import compat, source
 from migcheck.findings import Finding
 from migcheck.project import Project
 
@@ -25,10 +25,11 @@ _VERIFY = "verify with --db-url on your production database"
 _NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "mssql": "SQL Server",
           "oracle": "Oracle"}
 _EXAMPLE_URLS = {"postgresql": "postgresql://USER@HOST:5432/", "mysql": "mysql+pymysql://USER@HOST:3306/"}
-# SQLite's errors for another database's types, functions and `::` casts.
-_FOREIGN = re.compile(r"can't render element of type (?P<type>\w+)|(?:unknown|no such) function: "
-                      r"(?P<function>\w+)|(?P<cast>unrecognized token: \":\")|near \"(?P<near>[^\"]+)\": "
-                      r"syntax error")
+# SQLite's errors for another database's types, functions and `::` casts
+# (SQLAlchemy 1.3 names the type's class: "of type <class 'sqlalchemy.dialects.postgresql.base.UUID'>".)
+_FOREIGN = re.compile(r"can't render element of type (?:<class '(?:\w+\.)*)?(?P<type>\w+)|"
+                      r"(?:unknown|no such) function: (?P<function>\w+)|(?P<cast>unrecognized token: \":\")|"
+                      r"near \"(?P<near>[^\"]+)\": syntax error")
 _FUNCTIONS = {"gen_random_uuid": "postgresql", "uuid_generate_v4": "postgresql", "to_tsvector": "postgresql",
               "jsonb_build_object": "postgresql", "uuid": "mysql", "unix_timestamp": "mysql"}
 _NOW = re.compile(r"\(?(?:now|current_timestamp|localtimestamp|localtime)(?:\((\d*)\))?\)?")
@@ -36,7 +37,7 @@ _NOW = re.compile(r"\(?(?:now|current_timestamp|localtimestamp|localtime)(?:\((\
 
 def sqlite_blind_spots(project: Project) -> list[Finding]:
     """Warnings for model features a SQLite scratch database cannot verify, one per object."""
-    mappers = list(project.db.Model.registry.mappers)  # type: ignore[attr-defined]
+    mappers = compat.mappers(project.db)
     findings = []
 
     def warn(rule: str, table: sa.Table, column: sa.Column[Any] | None, what: str, why: str) -> None:
@@ -51,7 +52,7 @@ def sqlite_blind_spots(project: Project) -> list[Finding]:
             {"table": table.name, "column": column.name if column is not None else None},
         ))
 
-    for metadata in project.db.metadatas.values():
+    for metadata in compat.metadatas(project.db):
         for table in metadata.sorted_tables:
             if table.comment:
                 warn("comment", table, None, f"table `{table.name}` has a comment",
@@ -87,7 +88,10 @@ def _unwrap(type_: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
 def compare_server_default(context: MigrationContext, inspected_column: sa.Column[Any],
                            metadata_column: sa.Column[Any], inspected_default: str | None,
                            metadata_default: Any, rendered_metadata_default: str | None) -> bool | None:
-    """Alembic's comparison, except that MySQL's spellings of "now" are one default, not two."""
+    """Alembic's comparison, except that MySQL's spellings of "now" are one default, not two,
+    and SQLite's is the same on every Alembic release."""
+    if context.dialect.name == "sqlite":
+        return compat.sqlite_server_default_differs(inspected_default, rendered_metadata_default)
     if context.dialect.name in ("mysql", "mariadb") and inspected_default and rendered_metadata_default:
         inspected = _NOW.fullmatch(inspected_default.strip().lower())
         rendered = _NOW.fullmatch(rendered_metadata_default.strip().lower())

@@ -12,6 +12,7 @@ from alembic.script.revision import RevisionMap
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
+from migcheck import compat
 from migcheck.appload import relative, user_location
 from migcheck.errors import UsageError
 from migcheck.scratch import Scratch
@@ -113,7 +114,7 @@ def _migrations_candidates(app: Flask) -> list[Path]:
 def _load_revision_files(script: ScriptDirectory) -> list[Script]:
     try:
         # The one loader alembic has; the graph check needs every file, even a duplicate id.
-        return list(script._load_revisions())
+        return compat.load_revisions(script)
     except Exception as exc:
         where = user_location(exc)
         at = f" in {where[0]}:{where[1]}" if where else f" in {relative(script.dir)}"

@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
-from migcheck import guard
+from migcheck import compat, guard
 from migcheck.guard import Target
 from migcheck.redirect import redirected_configs
 from migcheck.servers import Server, parse_url
@@ -55,7 +55,7 @@ class Scratch:
 
     def url_for(self, bind_key: str | None) -> str:
         if self.server is not None:
-            return self.server.url_for(bind_key).render_as_string(hide_password=False)
+            return compat.render_url(self.server.url_for(bind_key), hide_password=False)
         return f"sqlite:///{self.path_for(bind_key)}"
 
     def path_for(self, bind_key: str | None) -> Path:
@@ -107,6 +107,8 @@ class Scratch:
         # Options meant for the real server (connect_args, pool sizes) do not fit a scratch engine.
         app_config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
         app_config["SQLALCHEMY_ECHO"] = False
+        for key, value in compat.FLASK_SQLALCHEMY_QUIET_CONFIG.items():
+            app_config.setdefault(key, value)
         db._engine_options = {}
 
     def reset(self) -> list[str | None]:
@@ -132,7 +134,7 @@ class Scratch:
 def _safe(url: Any) -> str:
     """A configured URL fit to print: without its password."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        return compat.render_url(compat.make_url(url), hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparsable URL>"
 
@@ -181,7 +183,7 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
     def init_app(self: SQLAlchemy, app: Any) -> None:
         scratch.redirect(app.config, self)
         original_init_app(self, app)
-        scratch.engines.extend(self._app_engines[app].values())
+        scratch.engines.extend(compat.app_engines(self, app).values())
 
     def remember_error(context: sa.engine.ExceptionContext) -> None:
         if isinstance(context.sqlalchemy_exception, sa.exc.DBAPIError):

@@ -17,11 +17,12 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from migcheck import compat
 from migcheck.errors import UsageError
 from migcheck.guard import Target, dialect_target
 
 # backend -> (the driver migcheck installs, the extra that installs it)
-_DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql"),
+_DRIVERS = {"postgresql": (compat.postgresql_driver(), "postgres"), "mysql": ("pymysql", "mysql"),
             "mariadb": ("pymysql", "mysql")}
 _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
@@ -42,7 +43,7 @@ def parse_url(text: str, origin: str = "--db-url") -> sa.URL:
     not_a_url = UsageError(f"{origin}: {text!r} is not a database URL; give one like "
                            "postgresql://USER@HOST:5432/ or mysql+pymysql://USER@HOST:3306/")
     try:
-        url = sa.engine.url.make_url(text)
+        url = compat.make_url(text)
     except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise not_a_url from None
     if url.port is not None and not 0 < url.port < 65536:
@@ -53,9 +54,9 @@ def parse_url(text: str, origin: str = "--db-url") -> sa.URL:
                          "MySQL/MariaDB server URL (SQLite is the default and needs no --db-url)")
     driver, extra = _DRIVERS[backend]
     if url.drivername == backend:
-        url = url.set(drivername=f"{backend}+{driver}")
+        url = compat.url_with(url, drivername=f"{backend}+{driver}")
     try:
-        url.get_dialect().import_dbapi()
+        compat.import_dbapi(url)
     except ImportError as exc:
         install = (f'pip install "migcheck[{extra}]"' if url.get_driver_name() == driver
                    else f"install it, or use {backend}+{driver}:// with pip install \"migcheck[{extra}]\"")
@@ -80,7 +81,7 @@ class Server:
         self.created: list[str] = []
         self.extensions: frozenset[str] = frozenset()  # those a given database held: kept
         admin_database = self.given or ("postgres" if self.backend == "postgresql" else None)
-        self.admin = sa.create_engine(url.set(database=admin_database), poolclass=NullPool,
+        self.admin = sa.create_engine(compat.url_with(url, database=admin_database), poolclass=NullPool,
                                       isolation_level="AUTOCOMMIT")
         # Where the driver connects (host, port, also from a ?host= socket path), to match connections.
         cargs, cparams = self.admin.dialect.create_connect_args(self.admin.url)
@@ -88,7 +89,7 @@ class Server:
 
     @property
     def label(self) -> str:
-        return self.url.set(database=None).render_as_string(hide_password=True)
+        return compat.render_url(compat.url_with(self.url, database=None), hide_password=True)
 
     def open(self) -> None:
         """Connect before the app loads, so that a wrong URL, a missing privilege or a non-empty
@@ -119,7 +120,7 @@ class Server:
                 self.names[bind_key] = self.given
             else:
                 self.names[bind_key] = self._create(self._name_for(bind_key))
-        return self.url.set(database=self.names[bind_key])
+        return compat.url_with(self.url, database=self.names[bind_key])
 
     def bind_for(self, database: str | None) -> str | None:
         return next((key for key, name in self.names.items() if name == database), None)
@@ -155,7 +156,7 @@ class Server:
                 had_tables = bool(_tables(connection))
                 _empty(connection, self.extensions)
             return had_tables
-        engine = sa.create_engine(self.url.set(database=name), poolclass=NullPool)
+        engine = sa.create_engine(compat.url_with(self.url, database=name), poolclass=NullPool)
         try:
             with engine.connect() as connection:
                 had_tables = bool(_tables(connection))
@@ -165,7 +166,7 @@ class Server:
         if leftovers:  # a new database is the one sure way to empty it (and CREATE DATABASE is slow)
             with self._admin() as connection:
                 _drop(connection, name)
-                connection.exec_driver_sql(f"CREATE DATABASE {_quote(connection, name)}")
+                compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, name)}")
         return had_tables
 
     def close(self) -> str | None:
@@ -192,7 +193,7 @@ class Server:
             raise UsageError(f"{self.origin}: cannot connect to {self.label} as "
                              f"{self.url.username or 'the default user'}: {_error(exc)}") from None
         if self.backend != "postgresql":
-            connection.exec_driver_sql("SET SESSION lock_wait_timeout = 30")
+            compat.exec_sql(connection, "SET SESSION lock_wait_timeout = 30")
         return connection
 
     def _name_for(self, bind_key: str | None) -> str:
@@ -208,7 +209,7 @@ class Server:
         with self._admin() as connection:
             self.created.append(name)  # first: a Ctrl-C right after the CREATE must still drop it
             try:
-                connection.exec_driver_sql(f"CREATE DATABASE {_quote(connection, name)}")
+                compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, name)}")
             except sa.exc.DBAPIError as exc:
                 self.created.remove(name)
                 raise UsageError(f"{self.origin}: cannot create the scratch database {name!r} on "
@@ -244,13 +245,14 @@ def _drop(connection: sa.engine.Connection, name: str) -> None:
     if connection.dialect.name == "postgresql":
         # FORCE ends connections left open by an interrupted run (PostgreSQL 13+).
         force = " WITH (FORCE)" if (connection.dialect.server_version_info or (0,)) >= (13,) else ""
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
+        compat.exec_sql(connection, f"DROP DATABASE IF EXISTS {quoted}{force}")
         return
-    for (process,) in connection.exec_driver_sql(
-            "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
-            (name,)):
-        connection.exec_driver_sql(f"KILL CONNECTION {int(process)}")
-    connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+    processes = compat.exec_sql(
+        connection, "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
+        (name,))
+    for (process,) in processes:
+        compat.exec_sql(connection, f"KILL CONNECTION {int(process)}")
+    compat.exec_sql(connection, f"DROP DATABASE IF EXISTS {quoted}")
 
 
 def _schemas(connection: sa.engine.Connection) -> list[str | None]:
@@ -359,7 +361,7 @@ def _types_or_sequences(connection: sa.engine.Connection) -> bool:
     if connection.dialect.name != "postgresql":
         return False
     inspector = sa.inspect(connection)
-    return any(inspector.get_enums(schema) or inspector.get_sequence_names(schema)  # type: ignore[attr-defined]
+    return any(inspector.get_enums(schema) or compat.sequence_names(connection, schema)  # type: ignore[attr-defined]
                for schema in _schemas(connection))
 
 
@@ -372,13 +374,13 @@ def _empty(connection: sa.engine.Connection, extensions: frozenset[str]) -> None
             connection.execute(sa.text(f"DROP EXTENSION IF EXISTS {_quote(connection, name)} CASCADE"))
     else:
         inspector = sa.inspect(connection)
-        connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+        compat.exec_sql(connection, "SET FOREIGN_KEY_CHECKS = 0")
         for view in inspector.get_view_names():
-            connection.exec_driver_sql(f"DROP VIEW IF EXISTS {_quote(connection, view)}")
+            compat.exec_sql(connection, f"DROP VIEW IF EXISTS {_quote(connection, view)}")
         for table in inspector.get_table_names():
-            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {_quote(connection, table)}")
+            compat.exec_sql(connection, f"DROP TABLE IF EXISTS {_quote(connection, table)}")
     for content in _contents(connection):  # IF EXISTS: a CASCADE may have dropped it already
         if content.drop:
             connection.execute(sa.text(content.drop.replace(":", "\\:")))  # not a bind parameter
     if not postgres:
-        connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+        compat.exec_sql(connection, "SET FOREIGN_KEY_CHECKS = 1")

@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from migcheck import compat
+
 VERSION_TABLE = "alembic_version"
 
 
@@ -118,7 +120,7 @@ def _shape(snapshot: Snapshot, tables: set[str]) -> dict[str, dict[str, Any]]:
             for kind in ("table", "index"):
                 for row_kind, _name, sql in rows:
                     if row_kind == kind:
-                        connection.exec_driver_sql(sql)
+                        compat.exec_sql(connection, sql)
         shape.update(_reflect(connection, VERSION_TABLE))
     engine.dispose()
     return shape

@@ -25,8 +25,10 @@ RECORDER = '''
 
 def _record_scratch_databases(app):
     import os
+    from migcheck import compat
+
     with app.app_context(), open(os.environ["SCRATCH_RECORD"], "a") as record:
-        engines = app.extensions["sqlalchemy"].engines.values()
+        engines = compat.app_engines(app.extensions["migrate"].db, app).values()
         record.writelines(f"{engine.url.database}\\n" for engine in engines)
 '''
 
@@ -40,11 +42,14 @@ class Server(NamedTuple):
         import sqlalchemy as sa
         from sqlalchemy.pool import NullPool
 
-        url = sa.engine.make_url(self.url)
-        url = url.set(drivername={"postgresql": "postgresql+psycopg"}.get(url.drivername, url.drivername))
+        from migcheck import compat
+
+        url = compat.make_url(self.url)
+        if url.drivername == "postgresql":
+            url = compat.url_with(url, drivername=f"postgresql+{compat.postgresql_driver()}")
         if database is None and self.name == "postgresql":
             database = "postgres"
-        engine = sa.create_engine(url.set(database=database), poolclass=NullPool,
+        engine = sa.create_engine(compat.url_with(url, database=database), poolclass=NullPool,
                                   isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
         try:
             with engine.connect() as connection:
@@ -53,20 +58,22 @@ class Server(NamedTuple):
             engine.dispose()
 
     def execute(self, *statements: str, database: str | None = None) -> list[tuple[object, ...]]:
+        from migcheck import compat
+
         rows: list[tuple[object, ...]] = []
         with self.connect(database) as connection:
             for statement in statements:
                 if self.name == "mysql":
                     statement = statement.replace("%", "%%")  # PyMySQL formats even without parameters
-                result = connection.exec_driver_sql(statement)  # type: ignore[attr-defined]
+                result = compat.exec_sql(connection, statement)  # type: ignore[arg-type]
                 rows = [tuple(row) for row in result] if result.returns_rows else []
         return rows
 
     def with_(self, **parts: str) -> str:
         """The server URL with another user or database, password included."""
-        import sqlalchemy as sa
+        from migcheck import compat
 
-        return sa.engine.make_url(self.url).set(**parts).render_as_string(hide_password=False)
+        return compat.render_url(compat.url_with(compat.make_url(self.url), **parts), hide_password=False)
 
     def databases(self) -> set[str]:
         query = "SELECT datname FROM pg_database" if self.name == "postgresql" else "SHOW DATABASES"

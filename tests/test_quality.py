@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.util import find_spec
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -18,6 +20,15 @@ def test_ruff() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _ships_types(package: str) -> bool:
+    spec = find_spec(package)
+    return spec is not None and spec.origin is not None and (Path(spec.origin).parent / "py.typed").exists()
+
+
 def test_mypy() -> None:
-    result = _run("mypy")  # the files and settings are in pyproject.toml
+    # The files and settings are in pyproject.toml. SQLAlchemy < 2 and Flask-SQLAlchemy < 3 ship no
+    # types (the older lanes): mypy still checks migcheck there, but the `type: ignore` comments the
+    # typed releases need are unused on them, which is no error.
+    typed = _ships_types("sqlalchemy") and _ships_types("flask_sqlalchemy")
+    result = _run("mypy", *([] if typed else ["--no-warn-unused-ignores"]))
     assert result.returncode == 0, result.stdout + result.stderr

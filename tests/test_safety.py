@@ -89,7 +89,7 @@ def test_existing_database_untouched_when_the_factory_connects_and_creates_table
     _in_factory(project, """
 with app.app_context():
     with db.engine.connect() as connection:
-        connection.exec_driver_sql("SELECT 1")
+        connection.execute(db.text("SELECT 1"))
     db.create_all()
 """)
     result = project.run()

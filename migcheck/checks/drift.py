@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from alembic.autogenerate import produce_migrations, render_python_code
+from alembic.autogenerate import produce_migrations
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 
-from migcheck import dialects, source
+from migcheck import compat, dialects, source
 from migcheck.envrun import run_env
 from migcheck.findings import Finding
 from migcheck.project import Project
@@ -39,8 +39,8 @@ def check(project: Project) -> list[Finding]:
         differences.extend(_differences(bind, context))
         return []
 
-    run_env(project, compare, compare_server_default=project.options.compare_server_default
-            and dialects.compare_server_default)
+    run_env(project, compare, **compat.MIGRATE_DEFAULTS,
+            compare_server_default=project.options.compare_server_default and dialects.compare_server_default)
     blind_spots = dialects.sqlite_blind_spots(project) if project.scratch.dialect == "sqlite" else []
     if not differences:
         return blind_spots
@@ -60,7 +60,7 @@ def _differences(bind: str | None, context: MigrationContext) -> list[Difference
         else:
             singles = [op]
         for single in singles:
-            code = render_python_code(ops.UpgradeOps(ops=[single]), **render)
+            code = compat.render_python_code(ops.UpgradeOps(ops=[single]), **render)
             code = "\n".join(line for line in code.splitlines()
                              if line.strip() and not line.strip().startswith("#"))
             for diff in _diff_tuples(single):
@@ -75,7 +75,7 @@ def _diff_tuples(op: ops.MigrateOperation) -> list[tuple[Any, ...]]:
 
 
 def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
-    mappers = list(project.db.Model.registry.mappers)  # type: ignore[attr-defined]
+    mappers = compat.mappers(project.db)
     created = source.creation_locations(reversed(list(project.script.walk_revisions())))
     findings = []
     for difference in differences:
@@ -142,7 +142,7 @@ def _describe(diff: tuple[Any, ...], dialect: sa.engine.Dialect
         table = source.table_name(item)
         label = _label(item)
         columns = ", ".join(c.name for c in item.columns) if hasattr(item, "columns") else ""
-        column = item.columns[0].name if columns and len(item.columns) == 1 else None
+        column = next(iter(item.columns)).name if columns and len(item.columns) == 1 else None  # 1.3: no [0]
         added = kind.startswith("add")
         named = f"{label} `{item.name}`" if item.name else f"unnamed {label}"
         message = (f"{named} on `{table}` ({columns}) "

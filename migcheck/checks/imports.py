@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
-from migcheck import source
+from migcheck import compat, source
 from migcheck.appload import relative, user_location
 from migcheck.findings import Finding
 from migcheck.project import Project
@@ -90,7 +90,6 @@ def check(project: Project) -> list[Finding]:
                   and (c := _candidate(path)) is not None]
     if not candidates:
         return []
-    metadatas = project.db.metadatas
     seen = _table_ids(project)
     known_modules = set(sys.modules)
     findings = []
@@ -102,9 +101,8 @@ def check(project: Project) -> list[Finding]:
             seen |= _table_ids(project) - ahead
     new_modules = [module for name, module in list(sys.modules.items())
                    if name not in known_modules and module is not None]
-    ours = {id(metadata) for metadata in metadatas.values()}
-    new_tables = [(bind, table) for bind, metadata in metadatas.items()
-                  for table in metadata.tables.values() if id(table) not in seen]
+    ours = {id(metadata) for metadata in compat.metadatas(project.db)}
+    new_tables = [(bind, table) for bind, table in compat.bound_tables(project.db) if id(table) not in seen]
     findings += _other_metadata(new_modules, ours, {os.path.realpath(path) for path in files})
     if new_tables:
         findings += _unimported(project, new_tables, new_modules, files, loaded)
@@ -112,7 +110,7 @@ def check(project: Project) -> list[Finding]:
 
 
 def _table_ids(project: Project) -> set[int]:
-    return {id(table) for metadata in project.db.metadatas.values() for table in metadata.tables.values()}
+    return {id(table) for _bind, table in compat.bound_tables(project.db)}
 
 
 def supersede(findings: list[Finding], unimported: list[Finding]) -> list[Finding]:
@@ -318,8 +316,7 @@ def _unimported(project: Project, new_tables: list[tuple[str | None, sa.Table]],
                 loaded: dict[str, dict[str, str]]) -> list[Finding]:
     """One finding per table that appeared on the app's metadata once the candidates were imported."""
     new_names = {module.__name__ for module in new_modules}
-    model_modules = {mapper.class_.__module__ for mapper in project.db.Model.registry.mappers  # type: ignore[attr-defined]
-                     } - new_names
+    model_modules = {mapper.class_.__module__ for mapper in compat.mappers(project.db)} - new_names
     sources = []
     for path in files:
         loaded_as = _loaded_name(path, loaded)

@@ -1,0 +1,196 @@
+"""Every difference between the library versions migcheck supports, behind one named function each.
+
+migcheck runs inside the user's environment, so it meets Flask 1.1.4 to 3.x, Flask-SQLAlchemy 2.5.1
+and 3.x, SQLAlchemy 1.3.24 to 2.x, Flask-Migrate 2.5.3 to 4.x and Alembic 1.7 on (the lanes in
+noxfile.py test each). Like Alembic's `sqla_compat`, this is the one module that knows; the rest of
+migcheck calls these functions and reads as if there were one version of each library.
+
+Differences are detected by feature (does the API exist?), not by version number, except where a
+version number is what decides (SQLAlchemy's PostgreSQL driver).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import render_python_code as _render_python_code
+from alembic.operations import ops
+from alembic.script import Script, ScriptDirectory
+from flask import Flask
+from sqlalchemy.engine.url import URL
+from sqlalchemy.engine.url import make_url as _make_url
+from sqlalchemy.orm import Mapper
+
+SQLALCHEMY_2 = int(sa.__version__.split(".")[0]) >= 2
+
+
+# --- SQLAlchemy: URLs ---------------------------------------------------------------------------
+
+def make_url(text: str | URL) -> URL:
+    """A URL from a string (`sqlalchemy.engine.make_url` is 1.4+; `engine.url.make_url` is everywhere)."""
+    return _make_url(text)
+
+
+def render_url(url: URL, hide_password: bool = True) -> str:
+    """The URL as text (`render_as_string` is 1.4+; 1.3's `str(url)` shows the password)."""
+    if hasattr(url, "render_as_string"):
+        return url.render_as_string(hide_password=hide_password)
+    legacy: Any = url
+    return str(legacy.__to_string__(hide_password=hide_password))
+
+
+def url_with(url: URL, **parts: Any) -> URL:
+    """A copy of the URL with the parts given as not None replaced, as `.set()` does (1.4+ URLs
+    are immutable with `.set()`; 1.3 URLs are mutable and have no `.set()`)."""
+    if hasattr(url, "set"):
+        return url.set(**parts)
+    changed: Any = copy.copy(url)
+    changed.query = dict(url.query)
+    for name, value in parts.items():
+        if value is not None:
+            setattr(changed, name, value)
+    return changed
+
+
+def import_dbapi(url: URL) -> Any:
+    """Import the URL's driver module; ImportError when it is not installed (2.0 renamed the
+    dialect classmethod `dbapi()` to `import_dbapi()`)."""
+    dialect: Any = url.get_dialect()
+    if hasattr(dialect, "import_dbapi"):
+        return dialect.import_dbapi()
+    return dialect.dbapi()
+
+
+def postgresql_driver() -> str:
+    """The PostgreSQL driver migcheck uses: psycopg (3) has a dialect from SQLAlchemy 2.0 on only."""
+    return "psycopg" if SQLALCHEMY_2 else "psycopg2"
+
+
+# --- SQLAlchemy: connections and reflection -----------------------------------------------------
+
+def exec_sql(connection: sa.engine.Connection, statement: str, parameters: Any = None) -> Any:
+    """Run a plain SQL string as the driver takes it (`exec_driver_sql` is 1.4+; 1.3 runs a
+    string given to `execute` the same way)."""
+    args = () if parameters is None else (parameters,)
+    if hasattr(connection, "exec_driver_sql"):
+        return connection.exec_driver_sql(statement, *args)
+    legacy: Any = connection
+    return legacy.execute(statement, *args)
+
+
+def sequence_names(connection: sa.engine.Connection, schema: str | None) -> list[str]:
+    """PostgreSQL sequences in a schema (the inspector has `get_sequence_names` from 1.4 on)."""
+    inspector = sa.inspect(connection)
+    if hasattr(inspector, "get_sequence_names"):
+        return list(inspector.get_sequence_names(schema))
+    rows = exec_sql(connection, "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                                "ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname = %(schema)s",
+                    {"schema": schema or "public"})
+    return [str(name) for (name,) in rows]
+
+
+# --- Flask ----------------------------------------------------------------------------------------
+
+# Flask < 2.2 words its app-loading errors differently: the current wording, whatever the release.
+_FLASK_MESSAGES = (
+    (re.compile(r"Could not locate a Flask application\. You did not provide .*", re.DOTALL),
+     "Could not locate a Flask application. Use the 'flask --app' option, 'FLASK_APP' environment "
+     "variable, or a 'wsgi.py' or 'app.py' file in the current directory."),
+    (re.compile(r"^module '([^']+)' has no attribute '([^']+)'$"), r"Failed to find attribute '\2' in '\1'."),
+    (re.compile(r'"([^"\s]+)"'), r"'\1'"),  # Flask 1.x quotes names with double quotes
+)
+
+
+def flask_cli_message(message: str) -> str:
+    """A `NoAppException` message in the wording of the current Flask release."""
+    for pattern, replacement in _FLASK_MESSAGES:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+# --- Flask-SQLAlchemy and the declarative registry ----------------------------------------------
+
+# Flask-SQLAlchemy 2.x warns at every load of an app that leaves this unset; its value changes
+# nothing migcheck looks at (it only turns model change signals on), so a run sets it when missing.
+FLASK_SQLALCHEMY_QUIET_CONFIG: dict[str, Any] = {"SQLALCHEMY_TRACK_MODIFICATIONS": False}
+
+
+def app_engines(db: Any, app: Flask) -> dict[str | None, sa.engine.Engine]:
+    """bind key -> engine of an app, creating them if need be.
+
+    Flask-SQLAlchemy 3 creates every engine in `init_app` (`db._app_engines`); 2.x creates each
+    lazily in `db.get_engine(app, bind)` from `app.config` (so a config change after `init_app`
+    still counts there).
+    """
+    if hasattr(db, "_app_engines"):
+        return dict(db._app_engines[app])
+    binds: list[str | None] = [None, *(app.config.get("SQLALCHEMY_BINDS") or ())]
+    return {bind: db.get_engine(app, bind) for bind in binds}
+
+
+def metadatas(db: Any) -> list[sa.MetaData]:
+    """Every MetaData of the db: one per bind in Flask-SQLAlchemy 3, one for all binds in 2.x."""
+    if hasattr(db, "metadatas"):
+        return list(db.metadatas.values())
+    return [db.metadata]
+
+
+def bound_tables(db: Any) -> list[tuple[str | None, sa.Table]]:
+    """(bind key, table) for every table of the db.
+
+    Flask-SQLAlchemy 3 keeps a MetaData per bind; 2.x keeps all in one, with `info["bind_key"]`.
+    """
+    if hasattr(db, "metadatas"):
+        return [(key, table) for key, metadata in db.metadatas.items() for table in metadata.tables.values()]
+    return [(table.info.get("bind_key"), table) for table in db.metadata.tables.values()]
+
+
+def mappers(db: Any) -> list[Mapper]:
+    """The mappers of the db's models (`registry.mappers` is 1.4+; 1.3 has the declarative class
+    registry, name -> class)."""
+    registry = getattr(db.Model, "registry", None)
+    if registry is not None:
+        return list(registry.mappers)
+    classes = db.Model._decl_class_registry.values()
+    return [cls.__mapper__ for cls in classes if isinstance(cls, type) and hasattr(cls, "__mapper__")]
+
+
+# --- Flask-Migrate and Alembic ------------------------------------------------------------------
+
+# What Flask-Migrate 4 gives `context.configure()` unless told otherwise (older releases give
+# nothing, and Alembic before 1.12 does not compare types by default). migcheck applies them on
+# every stack, under what env.py and `Migrate(...)` say, so a run finds the same drift everywhere.
+MIGRATE_DEFAULTS: dict[str, Any] = {"compare_type": True, "render_as_batch": True}
+
+
+def render_python_code(operations: ops.UpgradeOps, **options: Any) -> str:
+    """Alembic's `render_python_code`, given only the options this release takes
+    (1.7 and 1.8 have no `user_module_prefix`)."""
+    accepted = inspect.signature(_render_python_code).parameters
+    return _render_python_code(operations, **{k: v for k, v in options.items() if k in accepted})
+
+
+def sqlite_server_default_differs(inspected_default: str | None,
+                                  rendered_metadata_default: str | None) -> bool:
+    """Alembic's SQLite server-default comparison as its newer releases make it.
+
+    Older releases (1.7, 1.8) strip the parentheses SQLite reports around an expression default
+    from the model's side only, so an unchanged `server_default=func.now()` reads as a change
+    from `(CURRENT_TIMESTAMP)` to `CURRENT_TIMESTAMP`.
+    """
+    def bare(default: str | None) -> str | None:
+        if default is None:
+            return None
+        return re.sub(r"^\"?'(.+)'\"?$", r"\1", re.sub(r"^\((.+)\)$", r"\1", default))
+
+    return bare(inspected_default) != bare(rendered_metadata_default)
+
+
+def load_revisions(script: ScriptDirectory) -> list[Script]:
+    """Every revision file, duplicate ids included, in file name order (Alembic's one loader;
+    1.7 lists a directory in the file system's order, later releases sort it)."""
+    return sorted(script._load_revisions(), key=lambda revision: revision.path)
