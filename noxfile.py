@@ -8,6 +8,7 @@ Arguments after `--` go to pytest: `nox -s current -- tests/test_drift.py -k typ
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -22,6 +23,8 @@ def _run_lane(session: nox.Session, lane: str) -> None:
     constraints = str(LANES / f"{lane}.txt")
     # setuptools too, so that a lane that pins it (oldest: Flask 1.1 needs pkg_resources) gets its pin.
     session.install("-c", constraints, "setuptools", "-e", ".[test,postgres,mysql]")
+    if shutil.which("mariadb_config") or shutil.which("mysql_config"):  # it builds against them
+        session.install("-c", constraints, "mysqlclient")  # tests/test_guard.py: the MySQLdb door
     session.run("python", "-m", "pip", "freeze", "--exclude-editable", silent=False)
     # The pins must hold: a dependency that sneaked a different version in makes the lane a lie.
     session.run("python", "-m", "pip", "check")

@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 import pytest
-import sqlalchemy as sa
 from conftest import ROOT, Project
 from servers import Server, get_server
+
+from migcheck import compat
 
 WRITE = 'c.cursor().execute("CREATE TABLE leaked (id INTEGER)"); c.commit()'
 
@@ -64,6 +65,13 @@ def _installed(module: str) -> bool:
         return False
 
 
+def _not_installed(module: str) -> str:
+    if module == "MySQLdb":  # the one driver the test extra cannot bring everywhere
+        return ("MySQLdb (mysqlclient) is not installed: it builds against the MariaDB/MySQL client "
+                "headers (libmariadb-dev), and noxfile.py installs it only where they are")
+    return f"{module} is not installed here: install migcheck's test, postgres and mysql extras"
+
+
 class Aim(NamedTuple):
     """What the app's code aims at, and how to see afterwards that it was left alone."""
 
@@ -74,12 +82,12 @@ class Aim(NamedTuple):
 @contextmanager
 def _aim(project: Project, driver: Driver) -> Iterator[Aim]:
     if not _installed(driver.module):
-        pytest.skip(f"{driver.module} is not installed here")
+        pytest.skip(_not_installed(driver.module))
     if driver.server is None:
         yield Aim(driver.connect, lambda: not (project.path / "real.db").exists())
         return
     server = get_server(driver.server)
-    url = sa.engine.make_url(server.url)
+    url = compat.make_url(server.url)
     with server.database() as name:  # an existing database of the developer's, empty
         expression = driver.connect.format(db=name, host=url.host, port=url.port, user=url.username)
         yield Aim(expression, lambda: server.tables(name) == [])
@@ -246,9 +254,9 @@ print(pymysql.connections.Connection.__init__.__module__)
 def test_scratch_databases_get_through_every_guarded_driver(project: Project, server_name: str, scheme: str,
                                                             module: str) -> None:
     if not _installed(module):
-        pytest.skip(f"{module} is not installed here")
-    url = sa.engine.make_url(get_server(server_name).url).set(drivername=scheme)
-    result = project.run("--db-url", url.render_as_string(hide_password=False))
+        pytest.skip(_not_installed(module))
+    url = compat.url_with(compat.make_url(get_server(server_name).url), drivername=scheme)
+    result = project.run("--db-url", compat.render_url(url, hide_password=False))
     assert result.code == 0, result.output
     assert "no problems" in result.out
 
@@ -256,7 +264,7 @@ def test_scratch_databases_get_through_every_guarded_driver(project: Project, se
 def test_only_migcheck_itself_reaches_the_admin_database(project: Project, postgres: Server) -> None:
     """migcheck's admin connection goes to `postgres`; the app's own connection there is refused."""
     table = f"leaked_{os.getpid()}_{id(project)}"
-    url = sa.engine.make_url(postgres.url)
+    url = compat.make_url(postgres.url)
     _place(project, f"""
 import psycopg
 c = psycopg.connect(host="{url.host}", port={url.port}, user="{url.username}", dbname="postgres")
