@@ -113,9 +113,6 @@ def test_old_flask_versions_find_the_command_and_pass_flask_app(project: Project
     assert missing.err.startswith("migcheck: error: Could not import ") and "nosuch" in missing.err
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="needs migcheck/compat.py (SQLAlchemy 1.3/1.4, Flask-SQLAlchemy 2.5), which "
-                          "another branch adds")
 def test_old_flask_versions_run_the_checks(project: Project, old_flask: Path) -> None:
     result = flask(project, "migcheck", "--select", "graph,upgrade,drift",
                    env={"FLASK_APP": "sample_app:app"}, executable=old_flask)

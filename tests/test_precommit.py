@@ -138,9 +138,6 @@ OLD_STACK = ["Flask==2.2.5", "Werkzeug==2.2.3", "Flask-SQLAlchemy==2.5.1", "SQLA
              "Flask-Migrate==3.1.0"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="needs migcheck/compat.py (SQLAlchemy 1.4, Flask-SQLAlchemy 2.5), which another "
-                          "branch adds; the floors it needs are lowered already")
 def test_isolated_hook_runs_on_an_app_that_pins_an_old_stack(project: Project, hook_repo: Path) -> None:
     # The app's own pins go in additional_dependencies; pip resolves them together with migcheck's
     # floors in pre-commit's virtualenv, and migcheck runs on the old stack.
