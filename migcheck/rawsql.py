@@ -19,7 +19,7 @@ guessing, except on a table created in scope.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from alembic.operations import ops
@@ -82,8 +82,9 @@ def _statement(sql: str) -> list[Recognized]:
     if match := _CREATE_INDEX.match(sql):
         unique, concurrently, name, table = match.groups()
         schema, table = _split(table)
-        return [ops.CreateIndexOp(_unquote(name.strip()) if name else None, table, [], schema=schema,
-                                  unique=bool(unique), postgresql_concurrently=bool(concurrently))]
+        index: Any = _unquote(name.strip()) if name else None  # an unnamed index; Alembic 1.7 says str
+        return [ops.CreateIndexOp(index, table, [], schema=schema, unique=bool(unique),
+                                  postgresql_concurrently=bool(concurrently))]
     if match := _DROP_INDEX.match(sql):
         concurrently, name, table = match.groups()
         schema, index = _split(name)

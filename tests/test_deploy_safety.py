@@ -15,12 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from conftest import ROOT, Project
 from servers import Server
 
 HEAD = "e9e549eb0d5f"
 NEW = "5afe00000001"
 MARK = "# <- flagged"
+
+
+def _accepts_not_valid() -> bool:
+    """`postgresql_not_valid=True` is new in SQLAlchemy 1.4.32; before it, NOT VALID is written in SQL."""
+    try:
+        sa.CheckConstraint("x > 0", postgresql_not_valid=True)
+    except sa.exc.ArgumentError:
+        return False
+    return True
+
+
+NOT_VALID = _accepts_not_valid()
 # A table the revision creates first: operations on it are never flagged.
 FRESH = """\
 op.create_table('fresh',
@@ -143,7 +156,7 @@ op.create_index('ix_fresh_name', 'fresh', ['name'], postgresql_concurrently=True
     "safety-constraint-validates": (f"""\
 with op.batch_alter_table('post') as batch_op:
     batch_op.create_check_constraint('ck_post_title', 'length(title) > 0')  {MARK}
-    batch_op.create_check_constraint('ck_post_slug', 'length(slug) > 0', postgresql_not_valid=True)
+{"    batch_op.create_check_constraint('ck_post_slug', 'length(slug) > 0', postgresql_not_valid=True)" if NOT_VALID else ""}
 with op.batch_alter_table('user') as batch_op:
     batch_op.create_foreign_key('fk_user_tag', 'tag', ['display_name'], ['name'])  # migcheck: ignore[safety-constraint-validates]
 with op.batch_alter_table('fresh') as batch_op:
@@ -327,12 +340,13 @@ op.create_index('ix_user_display_name', 'user', ['display_name'])  # <- not conc
 with op.get_context().autocommit_block():
     op.create_index('ix_post_title', 'post', ['title'], postgresql_concurrently=True)
 op.create_foreign_key('fk_user_tag', 'user', 'tag', ['display_name'], ['name'])  # <- validates
-op.create_check_constraint('ck_post_slug', 'post', 'length(slug) > 0', postgresql_not_valid=True)
-op.add_column('user', sa.Column('token', sa.Uuid(), server_default=sa.text('gen_random_uuid()')))  # <- volatile
+""" + ("op.create_check_constraint('ck_post_slug', 'post', 'length(slug) > 0', postgresql_not_valid=True)"
+       if NOT_VALID else "op.execute('ALTER TABLE post ADD CONSTRAINT ck_post_slug CHECK (length(slug) > 0) NOT VALID')") + """
+op.add_column('user', sa.Column('token', sa.Text(), server_default=sa.text('gen_random_uuid()::text')))  # <- volatile
 op.add_column('post', sa.Column('seen_at', sa.DateTime(), server_default=sa.text('now()')))
 op.create_index('ix_fresh_name', 'fresh', ['name'])
 op.create_foreign_key('fk_fresh_ref_user', 'fresh', 'user', ['ref'], ['id'])
-op.add_column('fresh', sa.Column('token', sa.Uuid(), server_default=sa.text('gen_random_uuid()')))
+op.add_column('fresh', sa.Column('token', sa.Text(), server_default=sa.text('gen_random_uuid()::text')))
 op.execute('ALTER TABLE post ADD CONSTRAINT fk_post_tag FOREIGN KEY (author_id) REFERENCES tag (id) NOT VALID')
 op.execute('ALTER TABLE post VALIDATE CONSTRAINT fk_post_tag')
 op.execute('CREATE UNIQUE INDEX CONCURRENTLY ix_tag_name ON tag (name)')  # <- in transaction

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,9 @@ def _factory_with_required_argument(project: Project) -> None:
     project.edit(INIT, "\n\napp = create_app()\n", "\n")
 
 
+@pytest.mark.skipif(metadata.version("flask").startswith("1."),
+                    reason="Flask 1.x passes its ScriptInfo to a factory that takes one argument, so "
+                           "`flask` (and migcheck, which loads apps as it does) calls it without complaint")
 @pytest.mark.parametrize("app", ["sample_app:create_app", "sample_app:create_app()", "sample_app"])
 def test_factory_that_needs_arguments_names_them(project: Project, app: str) -> None:
     _factory_with_required_argument(project)

@@ -110,7 +110,10 @@ def create_app():
     urls.append(app.config["SQLALCHEMY_DATABASE_URI"])
     app.config.from_pyfile("../settings.cfg")
     urls.append(app.config["SQLALCHEMY_DATABASE_URI"])
-    app.config.from_prefixed_env()  # FLASK_SQLALCHEMY_BINDS__archive
+    if hasattr(app.config, "from_prefixed_env"):  # Flask 2.1+
+        app.config.from_prefixed_env()  # FLASK_SQLALCHEMY_BINDS__archive
+    else:
+        app.config["SQLALCHEMY_BINDS"] = {{"archive": {real!r}}}
     app.config.setdefault("SQLALCHEMY_BINDS", {{}})["cache"] = {real!r}
     app.config["SQLALCHEMY_BINDS"].update(reports={real!r})
     urls += app.config["SQLALCHEMY_BINDS"].values()

@@ -66,7 +66,7 @@ def describe(found: dict[str | None, Target]) -> str:
     """For the summary: which database the rules assumed and why, e.g. "deploy target postgresql
     (the --db-url server)"."""
     shown = sorted({f"{t.dialect or 'unknown'} ({t.reason})" for t in found.values()})
-    return f"deploy target {', '.join(shown)}"
+    return f"deploy target {', '.join(shown) or 'unknown (the app configures no database URL)'}"
 
 
 class _Current(NamedTuple):
