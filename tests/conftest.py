@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,6 +64,33 @@ class Project:
     def revision_file(self, revision: str) -> str:
         [path] = (self.path / "migrations" / "versions").glob(f"{revision}_*.py")
         return str(path.relative_to(self.path))
+
+    def add_revision(self, revision: str, down_revision: str | tuple[str, ...] | None, upgrade: str,
+                     downgrade: str = "pass", doc: str = "new revision") -> str:
+        """Write a revision file (`upgrade` and `downgrade`: the functions' bodies, indented or not);
+        returns its path."""
+        slug = re.sub(r"\W+", "_", doc.lower()).strip("_")
+        path = f"migrations/versions/{revision}_{slug}.py"
+        body = {name: textwrap.indent(textwrap.dedent(code).strip("\n"), "    ")
+                for name, code in (("upgrade", upgrade), ("downgrade", downgrade))}
+        self.write(path, f'''"""{doc}"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = {revision!r}
+down_revision = {down_revision!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{body["upgrade"]}
+
+
+def downgrade():
+{body["downgrade"]}
+''')
+        return path
 
     def replace_downgrade(self, revision: str, body: str) -> str:
         """Give a revision a new downgrade() (the code after `def downgrade():`); returns its path."""

@@ -18,30 +18,11 @@ BIO = "428a6cc61e6a"  # adds user.bio and post.view_count
 COMMENTS = "e9e549eb0d5f"  # the head: creates the comment table
 NEW = "d47a00000001"
 
-TEMPLATE = '''"""{doc}"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = '{rev}'
-down_revision = '{down}'
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-{up}
-
-
-def downgrade():
-{down_body}
-'''
 
 
 def add_revision(project: Project, up: str, down: str, doc: str = "new revision", rev: str = NEW,
                  parent: str = COMMENTS) -> str:
-    path = f"migrations/versions/{rev}_new.py"
-    project.write(path, TEMPLATE.format(doc=doc, rev=rev, down=parent, up=up, down_body=down))
-    return path
+    return project.add_revision(rev, parent, up, down, doc)
 
 
 AGE_UP = """    with op.batch_alter_table('user', schema=None) as batch_op:
@@ -343,12 +324,12 @@ def pg_app(tmp_path: Path) -> Iterator[Project]:
 
 
 def test_uuid_jsonb_and_array_columns_are_populated_on_postgres(postgres: Server, pg_app: Project) -> None:
-    pg_app.write("migrations/versions/d47a00000001_new.py", TEMPLATE.format(
-        doc="titles are unique", rev=NEW, down="dd0be5576e27",
-        up="    op.create_unique_constraint('uq_document_title', 'document', ['title'])\n"
-           "    op.alter_column('document', 'tags', server_default=None)",
-        down_body="    op.alter_column('document', 'tags', server_default='{}')\n"
-                  "    op.drop_constraint('uq_document_title', 'document')"))
+    pg_app.add_revision(
+        NEW, "dd0be5576e27",
+        "op.create_unique_constraint('uq_document_title', 'document', ['title'])\n"
+        "op.alter_column('document', 'tags', server_default=None)",
+        "op.alter_column('document', 'tags', server_default='{}')\n"
+        "op.drop_constraint('uq_document_title', 'document')", "titles are unique")
     result = pg_app.run("--db-url", postgres.url, "--since", "base", "--skip", "drift",
                         app="pg_app:create_app()")
     assert result.code == 0, result.output

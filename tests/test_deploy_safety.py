@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +45,7 @@ op.create_table('fresh',
 
 def add_revision(project: Project, body: str, revision: str = NEW, down: str = HEAD) -> str:
     """A revision after `down` whose upgrade() runs `body`; returns its path."""
-    return str(project.write(f"migrations/versions/{revision}_change.py", f'''"""change"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = {revision!r}
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-{textwrap.indent(body, "    ")}
-
-
-def downgrade():
-    pass
-''').relative_to(project.path))
+    return project.add_revision(revision, down, body, doc="change")
 
 
 def safety_findings(project: Project, *args: str, env: dict[str, str] | None = None

@@ -74,35 +74,13 @@ def test_irreversible_mark_skips_downgrades_below_it(project: Project) -> None:
 
 
 def test_branch_and_merge_history(project: Project) -> None:
-    versions = "migrations/versions"
-    template = '''"""{doc}"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = '{rev}'
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-{up}
-
-
-def downgrade():
-{down_body}
-'''
-    project.write(f"{versions}/aaa111_badges.py", template.format(
-        doc="badges", rev="aaa111", down=COMMENTS,
-        up="    op.create_table('badge', sa.Column('id', sa.Integer(), primary_key=True))",
-        down_body="    op.drop_table('badge')"))
-    project.write(f"{versions}/bbb222_flags.py", template.format(
-        doc="flags", rev="bbb222", down=COMMENTS,
-        up="    op.create_table('flag', sa.Column('id', sa.Integer(), primary_key=True))",
-        down_body="    pass"))
-    project.write(f"{versions}/ccc333_merge.py", template.format(
-        doc="merge badges and flags", rev="ccc333", down=("aaa111", "bbb222"),
-        up="    pass", down_body="    pass"))
+    project.add_revision("aaa111", COMMENTS,
+                         "op.create_table('badge', sa.Column('id', sa.Integer(), primary_key=True))",
+                         "op.drop_table('badge')", "badges")
+    project.add_revision("bbb222", COMMENTS,
+                         "op.create_table('flag', sa.Column('id', sa.Integer(), primary_key=True))",
+                         doc="flags")
+    project.add_revision("ccc333", ("aaa111", "bbb222"), "pass", doc="merge badges and flags")
     result = project.run("--select", "roundtrip")
     assert result.code == 1, result.output
     assert "downgrade of `bbb222` leaves table `flag` behind" in result.out
