@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from migcheck import __version__, guard
+from migcheck.checks.data import ROW_RULES
 from migcheck.checks.graph import parents
 from migcheck.dependencies import Dependencies, find_dependencies
 from migcheck.findings import SEVERITIES, Finding
@@ -101,8 +102,8 @@ def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozense
             safety: Safety | None = None) -> Restored | None:
     """Put the best cached database into the scratch area; None when there is none to trust.
 
-    With the data check (`with_rows`: its revisions), an entry serves only if it ran those of them
-    it holds with rows; without it, only an entry whose database holds no generated rows serves.
+    With the data check (`with_rows`: its revisions), an entry serves only if it ran exactly those
+    of them it holds with rows; without it, only an entry whose database holds no generated rows serves.
     With the safety check, only an entry made with the same scope and target serves (_same_safety)."""
     try:
         return _restore(cache, project, roundtrip, with_rows, safety)
@@ -120,7 +121,8 @@ def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozens
         if manifest is None:
             shutil.rmtree(entry, ignore_errors=True)  # never trusted; this run makes a new one
         elif ((manifest["roundtrip"] or not roundtrip) and set(manifest["heads"].values()) <= known
-              and (set(manifest["revisions"]) & with_rows <= set(manifest["data"]) if with_rows
+              # the data check's revisions among its own are exactly those it ran with rows
+              and (set(manifest["data"]) == set(manifest["revisions"]) & with_rows if with_rows
                    else not manifest["rows"])
               and _same_safety(manifest, safety)):
             candidates.append((len(manifest["revisions"]), entry, manifest))
@@ -149,8 +151,9 @@ def _same_safety(manifest: dict[str, Any], safety: Safety | None) -> bool:
 def _wanted(finding: dict[str, Any], roundtrip: bool, with_rows: frozenset[str],
             safety: Safety | None) -> bool:
     """Whether a cached finding belongs in this run: of its checks, and for the revisions in scope."""
-    if finding["check"] == "roundtrip":
-        return roundtrip
+    if finding["check"] == "roundtrip":  # the data check alone keeps those about rows
+        return roundtrip or (finding["rule"] in ROW_RULES
+                             and finding["details"].get("revision") in with_rows)
     if finding["check"] == "data":
         return finding["details"].get("revision") in with_rows
     if finding["check"] == "safety":

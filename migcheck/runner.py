@@ -116,7 +116,7 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
                                      cached_rows=bool(restored and restored.rows),
                                      observers=observers, progress=progress)
             if not round_trip:  # the data check alone: of its round trips' findings, only the rows'
-                walked = [f for f in walked if f.check != "roundtrip" or f.rule.endswith("-rows")]
+                walked = [f for f in walked if f.check != "roundtrip" or f.rule in data.ROW_RULES]
         else:
             walked = upgrade.check(project, observers, progress)
     walked = (restored.findings if restored else []) + walked + (watch.findings if watch else [])

@@ -262,6 +262,26 @@ def test_skip_data_and_cache_entries_record_how_they_were_made(project: Project)
     assert skipped.code == 0 and "4 from cache" not in skipped.out, skipped.output
 
 
+def test_the_data_check_alone_gets_its_row_findings_from_the_cache(project: Project) -> None:
+    add_revision(project, "op.execute(\"INSERT INTO tag (name) VALUES ('a'), ('b')\")", "pass")
+    fresh = project.run("--select", "data")
+    cached = project.run("--select", "data")
+    for result in (fresh, cached):
+        assert result.code == 1 and "leaves 2 rows behind in `tag`" in result.out, result.output
+    assert "(4 from cache)" in cached.out
+
+
+def test_an_entry_made_with_a_wider_data_scope_does_not_serve_a_narrower_one(project: Project) -> None:
+    project.edit(project.revision_file(BIO), "def downgrade():\n",
+                 "def downgrade():\n    op.execute('DELETE FROM tag')\n")
+    wide = project.run("--skip", "safety", "--since", "base")
+    assert wide.code == 1 and f"downgrade of `{BIO}` loses" in wide.out, wide.output
+    # the default scope (the head revision) puts no rows in `tag` before BIO: nothing is lost there
+    for args in ((), ("--no-cache",)):
+        narrow = project.run("--skip", "safety", *args)
+        assert narrow.code == 0, narrow.output
+
+
 # --- real servers -------------------------------------------------------------------------------
 
 def test_not_null_column_fails_with_rows_on_servers(server: Server, project: Project) -> None:

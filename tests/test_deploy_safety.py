@@ -412,3 +412,20 @@ op.create_index('ix_post_title', 'post', ['title'])
     assert "fill the existing rows with the type's implicit default" in findings[2]["message"]
     assert "deploy target mariadb (the --db-url server)" in report["notes"][0] \
         or "deploy target mysql (the --db-url server)" in report["notes"][0]
+
+
+def test_a_revision_the_data_check_runs_again_is_watched_to_its_end(project: Project) -> None:
+    """The data check's rows make the first statement fail; the revision is then run again without
+    rows, and the operations after that statement are still judged."""
+    path = add_revision(project, """\
+with op.batch_alter_table('user') as batch_op:
+    batch_op.add_column(sa.Column('age', sa.Integer(), nullable=False))
+op.create_index('ix_post_title', 'post', ['title'], unique=True)  # <- after the failure
+""")
+    result = project.run("--format", "json", "--select", "safety,data", "--target", "postgresql")
+    report = json.loads(result.out)
+    assert [(f["rule"], f["line"]) for f in report["findings"]] == [
+        ("data-fails-with-rows", project.line_of(path, "with op.batch_alter_table('user')")),
+        ("safety-add-unique", project.line_of(path, "# <- after the failure")),
+        ("safety-index-not-concurrent", project.line_of(path, "# <- after the failure")),
+    ], result.output

@@ -103,14 +103,20 @@ class Watch:
         connection = context.connection
         assert connection is not None
         bind = self.project.scratch.bind_for(connection.engine)
-        if (bind, revision.revision) in self._inspected:  # the round trip rebuilt the database
+        key = (bind, revision.revision)
+        if key in self._inspected:  # watched to its end already; the round trip rebuilt the database
             return
-        self._inspected.add((bind, revision.revision))
+        # A step that raised (e.g. on the data check's generated rows) is run again from its start:
+        # watch it again, from its first operation.
+        self.findings[:] = [f for f in self.findings
+                            if (f.details.get("bind"), f.details["revision"]) != key]
         target = self.targets.get(bind) or Target("", "")
         self._current = _Current(revision, (revision.path, os.path.realpath(revision.path)), bind,
                                  target.dialect, context, {})
 
     def after(self, step: RevisionStep, context: MigrationContext) -> None:
+        if self._current is not None:
+            self._inspected.add((self._current.bind, self._current.revision.revision))
         self._current = None
 
     def seen(self, operation: ops.MigrateOperation) -> None:
