@@ -31,7 +31,11 @@ SQLALCHEMY_2 = int(sa.__version__.split(".")[0]) >= 2
 # --- SQLAlchemy: URLs ---------------------------------------------------------------------------
 
 def make_url(text: str | URL) -> URL:
-    """A URL from a string (`sqlalchemy.engine.make_url` is 1.4+; `engine.url.make_url` is everywhere)."""
+    """A URL from a string (`sqlalchemy.engine.make_url` is 1.4+; `engine.url.make_url` is everywhere).
+
+    Anything else is an ArgumentError, as a malformed string is (1.4 hands other objects back)."""
+    if not isinstance(text, (str, URL)):
+        raise sa.exc.ArgumentError(f"Could not parse SQLAlchemy URL from {type(text).__name__} {text!r}")
     return _make_url(text)
 
 

@@ -11,7 +11,7 @@ redirects its own writes, for apps that add a bind to it later.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,6 +56,8 @@ def _binds_class(redirect: Redirect) -> type[dict[Any, Any]]:
             self.update(*args, **kwargs)
 
         def _rewrite(self, key: Any, value: Any) -> Any:
+            if isinstance(value, Mapping):  # Flask-SQLAlchemy 3: the engine's options, URL included
+                return {**value, "url": redirect(key, value["url"])} if value.get("url") else value
             return value if value is None else redirect(key, value)
 
     return ScratchBinds

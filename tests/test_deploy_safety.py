@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -351,10 +352,16 @@ op.execute('CREATE UNIQUE INDEX CONCURRENTLY ix_tag_name ON tag (name)')  # <- i
     assert "deploy target postgresql (the --db-url server)" in report["notes"][0]
 
 
-def test_each_bind_has_its_own_target(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["url", "options"])
+def test_each_bind_has_its_own_target(tmp_path: Path, form: str) -> None:
     shutil.copytree(ROOT / "tests" / "fixtures" / "multibind", tmp_path, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
     shop = Project(tmp_path)
+    if form == "options":  # a bind given as its engine's options, URL included
+        if metadata.version("flask-sqlalchemy").startswith("2."):
+            pytest.skip("Flask-SQLAlchemy 3.0 added binds given as a dict of engine options")
+        shop.edit("shop/__init__.py", '"audit": os.environ.get("AUDIT_DATABASE_URL", "sqlite:///audit.sqlite"),',
+                  '"audit": {"url": os.environ["AUDIT_DATABASE_URL"], "pool_pre_ping": True},')
     path = str(shop.write("migrations/versions/5afe00000009_indexes.py", '''"""indexes"""
 from alembic import op
 import sqlalchemy as sa
