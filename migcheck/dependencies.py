@@ -9,7 +9,8 @@ migration runs are keyed by version.
 
 What no file content can key is what a revision reads while it runs: the app's configuration
 (`current_app`), the environment, other files, modules named at run time. A revision file that
-mentions any of these is `opaque`, and the cache does not keep it.
+mentions any of these, or imports a project module that does (transitively), is `opaque`, and the
+cache does not keep it.
 """
 
 from __future__ import annotations
@@ -60,21 +61,24 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
             scans[path, package] = _scan(path, package)
         return scans[path, package]
 
-    def closure(path: str) -> frozenset[str]:
+    def closure(path: str) -> Dependencies:
         found: set[str] = set()
+        opaque = False
         pending: list[tuple[str, str | None]] = [(path, None)]
         while pending:
             file, package = pending.pop()
-            for name in scan(file, package).imports:
+            scanned = scan(file, package)
+            opaque = opaque or scanned.opaque
+            for name in scanned.imports:
                 origin, locations = _locate(name, origins)
                 if origin is None or origin in found or not _in_project(origin):
                     continue
                 found.add(origin)
                 if origin.endswith(".py"):
                     pending.append((origin, name if locations is not None else name.rpartition(".")[0]))
-        return frozenset(found)
+        return Dependencies(frozenset(found), opaque)
 
-    return {path: Dependencies(closure(path), scan(path, None).opaque) for path in paths}
+    return {path: closure(path) for path in paths}
 
 
 def _scan(path: str, package: str | None) -> Scan:

@@ -196,6 +196,21 @@ def test_revision_reading_runtime_state_is_not_cached(project: Project) -> None:
     assert "downgrade of `ddd444` raises OperationalError: no such table: flag" in result.out
 
 
+def test_revision_importing_a_helper_that_reads_runtime_state_is_not_cached(project: Project) -> None:
+    """The same, when the environment is read by a project module the revision imports."""
+    project.write("migrations/versions/ddd444_flags.py", HELPED_REVISION)
+    project.write("sample_app/migration_helpers.py", HELPERS.replace(
+        "def create_flags():\n",
+        "def create_flags():\n    import os\n    if os.environ.get('FLAGS', '1') != '1':\n        return\n"))
+    project.write("sample_app/naming.py", 'FLAG_TABLE = "flag"\n')
+    project.append("sample_app/models/user.py", FLAG_MODEL)
+    first = project.run()
+    assert first.code == 0 and "from cache" not in first.out, first.output
+    result = project.run(env={"FLAGS": "0"})  # no table to drop: the downgrade fails
+    assert result.code == 1 and "from cache" not in result.out, result.output
+    assert "downgrade of `ddd444` raises OperationalError: no such table: flag" in result.out
+
+
 def _manifest(project: Project) -> Path:
     [manifest] = (project.path / ".migcheck-cache").glob("*/*/manifest.json")
     return manifest
