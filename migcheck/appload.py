@@ -21,10 +21,12 @@ from migcheck.errors import UnsafeConnection, UsageError
 
 # Frames in these are not the user's code: the standard library, installed packages, migcheck.
 _LIBRARY_DIRS = tuple(
-    os.path.realpath(path)
-    for path in {sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"),
-                 sysconfig.get_path("platlib"), os.path.dirname(__file__)}
+    os.path.realpath(path) + os.sep
+    for path in {*(sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")),
+                 os.path.dirname(__file__)}
+    if path
 )
+_INSTALLED = ("site-packages", "dist-packages")  # also another environment's installed packages
 
 
 class MigrateCall(NamedTuple):
@@ -246,7 +248,10 @@ def user_location(exc: BaseException) -> tuple[str, int] | None:
 
 def is_user_code(path: str) -> bool:
     """A source file of the user's (not the standard library, an installed package or migcheck)."""
-    return not path.startswith("<") and not os.path.realpath(path).startswith(_LIBRARY_DIRS)
+    if path.startswith("<"):
+        return False
+    real = os.path.realpath(path)
+    return not real.startswith(_LIBRARY_DIRS) and not any(part in _INSTALLED for part in real.split(os.sep))
 
 
 def relative(path: str) -> str:

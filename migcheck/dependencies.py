@@ -9,8 +9,9 @@ migration runs are keyed by version.
 
 What no file content can key is what a revision reads while it runs: the app's configuration
 (`current_app`), the environment, other files, modules named at run time. A revision file that
-mentions any of these, or imports a project module that does (transitively), is `opaque`, and the
-cache does not keep it.
+mentions any of these, or imports a project module that does (transitively, but not through a
+package's `__init__.py`: that is the app's glue, whose factory and config read the environment when
+the app loads, not when a revision runs), is `opaque`, and the cache does not keep it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import importlib.util
 import os
 import re
 import sys
-import sysconfig
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from migcheck.appload import is_user_code
 from migcheck.pyfile import read_source
 
 # Names through which a revision reads state that is not code.
@@ -32,12 +33,6 @@ _OPAQUE_NAMES = frozenset({
     "__import__", "exec", "eval", "load_source", "spec_from_file_location",
 })
 _OPAQUE_WORDS = re.compile(r"\b(?:" + "|".join(sorted(_OPAQUE_NAMES)) + r")\b")
-_LIBRARY_DIRS = tuple(
-    os.path.realpath(path) + os.sep
-    for path in {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
-    if path
-)
-_INSTALLED = ("site-packages", "dist-packages")
 
 
 class Scan(NamedTuple):
@@ -64,18 +59,21 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
     def closure(path: str) -> Dependencies:
         found: set[str] = set()
         opaque = False
-        pending: list[tuple[str, str | None]] = [(path, None)]
+        # (file, its package, whether its reads count: not past a package's __init__.py)
+        pending: list[tuple[str, str | None, bool]] = [(path, None, True)]
         while pending:
-            file, package = pending.pop()
+            file, package, counts = pending.pop()
+            counts = counts and os.path.basename(file) != "__init__.py"
             scanned = scan(file, package)
-            opaque = opaque or scanned.opaque
+            opaque = opaque or (counts and scanned.opaque)
             for name in scanned.imports:
                 origin, locations = _locate(name, origins)
-                if origin is None or origin in found or not _in_project(origin):
+                if origin is None or origin in found or not is_user_code(origin):
                     continue
                 found.add(origin)
                 if origin.endswith(".py"):
-                    pending.append((origin, name if locations is not None else name.rpartition(".")[0]))
+                    pending.append((origin, name if locations is not None else name.rpartition(".")[0],
+                                    counts))
         return Dependencies(frozenset(found), opaque)
 
     return {path: closure(path) for path in paths}
@@ -177,9 +175,3 @@ def _find_spec(name: str, path: list[str] | None) -> importlib.machinery.ModuleS
         if spec is not None:
             return spec
     return None
-
-
-def _in_project(path: str) -> bool:
-    """Not the standard library, not an installed package."""
-    parts = path.split(os.sep)
-    return not path.startswith(_LIBRARY_DIRS) and not any(part in _INSTALLED for part in parts)

@@ -47,7 +47,7 @@ def test_editing_an_old_revision_invalidates_the_cache(project: Project) -> None
 
 
 def test_new_revision_is_walked_on_top_of_the_cache(project: Project) -> None:
-    assert project.run().code == 0
+    assert project.run("--select", "roundtrip").code == 0
     project.write("migrations/versions/ddd444_flags.py", '''"""flags"""
 from alembic import op
 import sqlalchemy as sa
@@ -65,7 +65,7 @@ def upgrade():
 def downgrade():
     pass
 ''')
-    result = project.run("--select", "roundtrip,data")
+    result = project.run("--select", "roundtrip")
     assert result.code == 1, result.output
     assert "4 revisions (3 from cache)" in result.out
     assert "downgrade of `ddd444` leaves table `flag` behind" in result.out
