@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -149,8 +150,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
 
         baseline = suppress.read_baseline(Path(args.baseline)) if args.baseline else None
         machine_report = (args.format or "text") != "text" and not args.output
+        # What the app prints while it loads goes to stderr: stdout carries only the report, which
+        # a machine may be reading.
         with progress.status_line(sys.stderr, progress.wanted(sys.stderr, machine_report),
-                                  started) as step:
+                                  started) as step, contextlib.redirect_stdout(sys.stderr):
             result = run(args.app, args.directory, checks,
                          Options(compare_server_default=not args.no_server_defaults,
                                  db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,

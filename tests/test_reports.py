@@ -264,3 +264,12 @@ def test_readme_lists_every_rule() -> None:
     readme = (ROOT / "README.md").read_text()
     listed = set(re.findall(r"^\| `([a-z-]+)` \|", readme, re.MULTILINE))
     assert listed == set(RULES)
+
+
+def test_what_the_app_prints_while_loading_stays_out_of_a_machine_report(project: Project) -> None:
+    project.edit("sample_app/__init__.py", "def create_app(",
+                 'print(" * Loaded plugins")\n\n\ndef create_app(')
+    result = project.run("--format", "json")
+    assert result.code == 0, result.output
+    assert json.loads(result.out)["exit_code"] == 0  # stdout is the report alone
+    assert " * Loaded plugins" in result.err

@@ -149,3 +149,19 @@ def downgrade():
     result = project.run("--select", "graph,roundtrip")
     assert result.code == 1, result.output
     assert "downgrade of `eee555` leaves table `audit_log` behind" in result.out
+
+
+def test_downgrade_sqlite_cannot_run_gets_the_batch_mode_hint(project: Project) -> None:
+    # The upgrade adds the foreign key in batch mode; the downgrade drops it outside, which only
+    # SQLite refuses: the hint says so, as the upgrade check's does.
+    path = project.add_revision(
+        "d1d100000001", COMMENTS,
+        "with op.batch_alter_table('post') as batch_op:\n"
+        "    batch_op.create_foreign_key('fk_post_id_tag', 'tag', ['id'], ['id'])",
+        "op.drop_constraint('fk_post_id_tag', 'post', type_='foreignkey')", "post tag key")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    line = project.line_of(path, "op.drop_constraint")
+    assert f"{path}:{line}: roundtrip: downgrade of `d1d100000001` raises NotImplementedError" in result.out
+    assert "fix: SQLite cannot ALTER this in place: wrap the operations in `with op.batch_alter_table" \
+        in result.out

@@ -104,7 +104,7 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
         NAME, "upgrade-failed", "error",
         f"upgrade to `{revision.revision}` ({revision.doc}) failed: {describe(exc)}{caught}",
         where[0] if where else relative(revision.path), where[1] if where else None,
-        _CAUGHT_HINT if caught else _hint(exc, revision.module, project.scratch.dialect), details,
+        _CAUGHT_HINT if caught else hint(exc, revision.module, project.scratch.dialect), details,
     )
 
 
@@ -137,12 +137,16 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
-def _hint(exc: BaseException, module: ModuleType, scratch_dialect: str) -> str:
-    text = str(exc)
+def sqlite_limit(exc: BaseException) -> bool:
+    """An ALTER that SQLite cannot do outside batch mode."""
+    return any(limit in str(exc) for limit in _SQLITE_LIMITS)
+
+
+def hint(exc: BaseException, module: ModuleType, scratch_dialect: str) -> str:
     foreign = dialects.written_for_another_database(exc, module) if scratch_dialect == "sqlite" else None
-    if foreign and not any(limit in text for limit in _SQLITE_LIMITS):
+    if foreign and not sqlite_limit(exc):
         return foreign
-    if any(limit in text for limit in _SQLITE_LIMITS):
+    if sqlite_limit(exc):
         return ("SQLite cannot ALTER this in place: wrap the operations in "
                 "`with op.batch_alter_table(...)` (Flask-Migrate writes them that way with "
                 "Migrate(render_as_batch=True)), or run migcheck on your real database type "
