@@ -24,6 +24,9 @@ from migcheck.guard import Target, dialect_target
 # backend -> (the driver migcheck installs, the extra that installs it)
 _DRIVERS = {"postgresql": (compat.postgresql_driver(), "postgres"), "mysql": ("pymysql", "mysql"),
             "mariadb": ("pymysql", "mysql")}
+# For a URL that names no driver, the others a project may have installed instead, in this order.
+_OTHER_DRIVERS = {"postgresql": ("psycopg2", "pg8000"), "mysql": ("mysqldb", "mysqlconnector"),
+                  "mariadb": ("mysqldb", "mysqlconnector")}
 _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
 # What sqlalchemy-utils runs on a MySQL connection without a database: a catalog query about one
@@ -53,8 +56,10 @@ def parse_url(text: str, origin: str = "--db-url") -> sa.URL:
         raise UsageError(f"{origin}: {url.drivername!r} is not supported: give a PostgreSQL or "
                          "MySQL/MariaDB server URL (SQLite is the default and needs no --db-url)")
     driver, extra = _DRIVERS[backend]
-    if url.drivername == backend:
-        url = compat.url_with(url, drivername=f"{backend}+{driver}")
+    if url.drivername == backend:  # ours, else the first other one the project has installed
+        candidates = [compat.url_with(url, drivername=f"{backend}+{name}")
+                      for name in dict.fromkeys((driver, *_OTHER_DRIVERS[backend]))]
+        url = next((candidate for candidate in candidates if _importable(candidate)), candidates[0])
     try:
         compat.import_dbapi(url)
     except ImportError as exc:
@@ -66,6 +71,14 @@ def parse_url(text: str, origin: str = "--db-url") -> sa.URL:
         raise UsageError(f"{origin}: unknown driver in {url.drivername!r}; use {backend}+{driver}://") \
             from None
     return url
+
+
+def _importable(url: sa.URL) -> bool:
+    try:
+        compat.import_dbapi(url)
+    except (ImportError, sa.exc.NoSuchModuleError):
+        return False
+    return True
 
 
 class Server:

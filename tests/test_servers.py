@@ -284,18 +284,39 @@ def test_one_database_per_bind(server: Server, tmp_path: Path) -> None:
     assert_dropped(server, shop, binds=("default", "audit"))
 
 
-@pytest.mark.parametrize(("url", "module", "extra"), [
-    ("postgresql://postgres@127.0.0.1:5432/", compat.postgresql_driver(), "postgres"),
-    ("mysql://root@127.0.0.1:3306/", "pymysql", "mysql"),
+def _block(project: Project, *modules: str) -> dict[str, str]:
+    """An environment in which these modules cannot be imported, as if they were not installed."""
+    for module in modules:
+        blocked = project.path / "blocked" / module
+        blocked.mkdir(parents=True)
+        (blocked / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
+    return {"PYTHONPATH": str(project.path / "blocked")}
+
+
+@pytest.mark.parametrize(("url", "module", "extra", "others"), [
+    ("postgresql://postgres@127.0.0.1:5432/", compat.postgresql_driver(), "postgres",
+     ("psycopg", "psycopg2", "pg8000")),
+    ("mysql://root@127.0.0.1:3306/", "pymysql", "mysql", ("MySQLdb", "mysql")),
 ])
-def test_missing_driver_names_the_extra(project: Project, url: str, module: str, extra: str) -> None:
-    blocked = project.path / "blocked" / module
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
-    result = project.run("--db-url", url, env={"PYTHONPATH": str(blocked.parent)})
+def test_missing_driver_names_the_extra(project: Project, url: str, module: str, extra: str,
+                                        others: tuple[str, ...]) -> None:
+    env = _block(project, *dict.fromkeys((module, *others)))
+    result = project.run("--db-url", url, env=env)
     assert result.code == 2, result.output
     assert result.err == (f"migcheck: error: --db-url needs the {module} driver, which is not installed "
                           f"({module} is not installed here): pip install \"migcheck[{extra}]\"\n")
+
+
+def test_url_without_a_driver_takes_one_the_project_has(server: Server, project: Project) -> None:
+    """A project that has psycopg2 (or mysqlclient, mysql-connector) but not migcheck's driver."""
+    default = compat.postgresql_driver() if server.name == "postgresql" else "pymysql"
+    if server.name == "postgresql" and not compat.SQLALCHEMY_2:
+        pytest.skip("before SQLAlchemy 2 psycopg2 is migcheck's own driver, and the next one, pg8000, "
+                    "does not work with SQLAlchemy 1.3")
+    url = compat.render_url(compat.url_with(compat.make_url(server.url), drivername=server.name),
+                            hide_password=False)
+    result = project.run("--db-url", url, "--select", "graph,upgrade", env=_block(project, default))
+    assert result.code == 0, result.output
 
 
 def test_sqlite_url_is_not_a_server(project: Project) -> None:
