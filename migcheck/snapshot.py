@@ -132,6 +132,7 @@ def _reflect(connection: sa.Connection, version_table: str) -> dict[str, dict[st
     dialect = connection.dialect
     shape = {}
     for table in tables:
+        foreign_keys = inspector.get_foreign_keys(table)
         shape[table] = {
             "columns": {c["name"]: {"type": _type(c["type"], dialect), "nullable": c["nullable"],
                                     "default": c.get("default")}
@@ -139,16 +140,28 @@ def _reflect(connection: sa.Connection, version_table: str) -> dict[str, dict[st
             "primary_key": tuple(inspector.get_pk_constraint(table).get("constrained_columns") or ()),
             "indexes": {i["name"]: {"columns": tuple(str(c) for c in i["column_names"]),
                                     "unique": bool(i["unique"])}
-                        for i in inspector.get_indexes(table)},
+                        for i in inspector.get_indexes(table)
+                        if not _made_for_a_foreign_key(dialect, i, foreign_keys)},
             "uniques": {u["name"] or f"({', '.join(u['column_names'])})": tuple(u["column_names"])
                         for u in inspector.get_unique_constraints(table)},
             "foreign_keys": {
                 fk["name"] or f"({', '.join(fk['constrained_columns'])})": {
                     "columns": tuple(fk["constrained_columns"]),
                     "references": f"{fk['referred_table']}({', '.join(fk['referred_columns'])})"}
-                for fk in inspector.get_foreign_keys(table)},
+                for fk in foreign_keys},
         }
     return shape
+
+
+def _made_for_a_foreign_key(dialect: sa.Dialect, index: Any, foreign_keys: list[Any]) -> bool:
+    """MySQL and MariaDB create a plain index for a foreign key on their own, named after the
+    constraint or its first column, and rename it when the key is dropped and added again: not
+    something a migration made (Alembic's autogenerate leaves these out too)."""
+    if dialect.name not in ("mysql", "mariadb") or index["unique"]:
+        return False
+    columns = list(index["column_names"])
+    return any(list(fk["constrained_columns"])[:len(columns)] == columns
+               and index["name"] in (fk["name"], columns[0]) for fk in foreign_keys)
 
 
 def _type(type_: Any, dialect: sa.Dialect) -> str:

@@ -182,7 +182,10 @@ def test_target_from_config(project: Project) -> None:
     project.write("pyproject.toml", '[tool.migcheck]\ntarget = "postgresql"\n')
     findings, report = safety_findings(project)
     assert [f["rule"] for f in findings] == ["safety-index-not-concurrent"]
-    assert "deploy target postgresql (the `target` setting)" in report["notes"][0]
+    assert (f"deploy target postgresql (target in [tool.migcheck] of {project.path / 'pyproject.toml'})"
+            in report["notes"][0])
+    _, report = safety_findings(project, "--target", "postgresql")
+    assert "deploy target postgresql (--target)" in report["notes"][0]
 
 
 def test_raw_sql(project: Project, postgres: Server) -> None:

@@ -483,3 +483,25 @@ def test_roundtrip_failure_is_caught_and_databases_dropped(server: Server, proje
             "leaves column `post.view_count` behind") in result.out
     assert "leaves column `user.bio` behind" in result.out
     assert_dropped(server, project)
+
+
+def test_indexes_mysql_makes_for_foreign_keys_are_not_the_migrations(mysql: Server,
+                                                                    project: Project) -> None:
+    """MariaDB makes an index for a foreign key with no usable one, and renames it when the key is
+    dropped and added again: the round trip must not report it as left behind or dropped."""
+    project.add_revision(
+        "f1f100000001", "e9e549eb0d5f",
+        "op.execute('CREATE TABLE badge (id INTEGER PRIMARY KEY, user_id INTEGER, '\n"
+        "           'FOREIGN KEY (user_id) REFERENCES user (id))')",
+        "op.drop_table('badge')", "badges")
+    project.add_revision(
+        "f1f100000002", "f1f100000001",
+        "op.execute('ALTER TABLE badge DROP FOREIGN KEY badge_ibfk_1')\n"
+        "op.execute('ALTER TABLE badge ADD CONSTRAINT badge_owner FOREIGN KEY (user_id) '\n"
+        "           'REFERENCES user (id) ON DELETE CASCADE')",
+        "op.execute('ALTER TABLE badge DROP FOREIGN KEY badge_owner')\n"
+        "op.execute('ALTER TABLE badge ADD CONSTRAINT badge_ibfk_1 FOREIGN KEY (user_id) '\n"
+        "           'REFERENCES user (id)')",
+        "badge owner cascade")
+    result = run_on(mysql, project, "--select", "upgrade,roundtrip")
+    assert result.code == 0, result.output

@@ -50,7 +50,8 @@ def targets(project: Project) -> dict[str | None, Target]:
     if project.scratch.server is not None:
         return {bind: Target(project.scratch.dialect, "the --db-url server") for bind in project.binds}
     if project.options.target:
-        return {bind: Target(project.options.target, "the `target` setting") for bind in project.binds}
+        origin = project.options.origin("target")  # --target, or the config file
+        return {bind: Target(project.options.target, origin) for bind in project.binds}
     found = {}
     for bind, url in project.scratch.configured.items():
         try:
