@@ -99,6 +99,14 @@ def downgrade():
         self.write(path, text[: text.index("def downgrade")] + f"def downgrade():\n{body}")
         return path
 
+    def blocking(self, *modules: str) -> dict[str, str]:
+        """Environment variables under which these modules cannot be imported, as if not installed."""
+        for module in modules:
+            blocked = self.path / "blocked" / module
+            blocked.mkdir(parents=True, exist_ok=True)
+            (blocked / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
+        return {"PYTHONPATH": str(self.path / "blocked")}
+
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The environment migcheck runs in: the app's database is the one it must never touch."""
         full_env = {k: v for k, v in os.environ.items()

@@ -284,15 +284,6 @@ def test_one_database_per_bind(server: Server, tmp_path: Path) -> None:
     assert_dropped(server, shop, binds=("default", "audit"))
 
 
-def _block(project: Project, *modules: str) -> dict[str, str]:
-    """An environment in which these modules cannot be imported, as if they were not installed."""
-    for module in modules:
-        blocked = project.path / "blocked" / module
-        blocked.mkdir(parents=True)
-        (blocked / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
-    return {"PYTHONPATH": str(project.path / "blocked")}
-
-
 @pytest.mark.parametrize(("url", "module", "extra", "others"), [
     ("postgresql://postgres@127.0.0.1:5432/", compat.postgresql_driver(), "postgres",
      ("psycopg", "psycopg2", "pg8000")),
@@ -300,7 +291,7 @@ def _block(project: Project, *modules: str) -> dict[str, str]:
 ])
 def test_missing_driver_names_the_extra(project: Project, url: str, module: str, extra: str,
                                         others: tuple[str, ...]) -> None:
-    env = _block(project, *dict.fromkeys((module, *others)))
+    env = project.blocking(*dict.fromkeys((module, *others)))
     result = project.run("--db-url", url, env=env)
     assert result.code == 2, result.output
     assert result.err == (f"migcheck: error: --db-url needs the {module} driver, which is not installed "
@@ -315,7 +306,7 @@ def test_url_without_a_driver_takes_one_the_project_has(server: Server, project:
                     "does not work with SQLAlchemy 1.3")
     url = compat.render_url(compat.url_with(compat.make_url(server.url), drivername=server.name),
                             hide_password=False)
-    result = project.run("--db-url", url, "--select", "graph,upgrade", env=_block(project, default))
+    result = project.run("--db-url", url, "--select", "graph,upgrade", env=project.blocking(default))
     assert result.code == 0, result.output
 
 
