@@ -97,6 +97,34 @@ def sequence_names(connection: sa.engine.Connection, schema: str | None) -> list
     return [str(name) for (name,) in rows]
 
 
+def reflect_table(name: str, metadata: sa.MetaData, connection: sa.engine.Connection) -> sa.Table:
+    """A reflected table, without the tables its foreign keys refer to (`resolve_fks`, from 1.3).
+    SQLAlchemy 1.3 needs `autoload=True` beside `autoload_with`; 2.0 removed it."""
+    if sa.__version__.startswith("1.3."):
+        return sa.Table(name, metadata, autoload=True, autoload_with=connection, resolve_fks=False)
+    return sa.Table(name, metadata, autoload_with=connection, resolve_fks=False)
+
+
+# --- SQLAlchemy: columns and types --------------------------------------------------------------
+
+def database_generated(column: sa.Column[Any]) -> bool:
+    """A computed or identity column, whose values the database gives (`identity` is 1.4+)."""
+    return getattr(column, "computed", None) is not None or getattr(column, "identity", None) is not None
+
+
+def stored_type(type_: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    """The type a TypeDecorator stores as (`impl_instance` is 1.4+; 1.3 keeps it in `impl`)."""
+    if not isinstance(type_, sa.types.TypeDecorator):
+        return type_
+    return getattr(type_, "impl_instance", None) or type_.impl  # type: ignore[return-value]
+
+
+def is_uuid(type_: sa.types.TypeEngine[Any]) -> bool:
+    """A UUID column: `sa.Uuid` exists from 2.0; before, only the dialects' UUID types (by name)."""
+    uuid_type = getattr(sa, "Uuid", None)
+    return (uuid_type is not None and isinstance(type_, uuid_type)) or type(type_).__name__ == "UUID"
+
+
 # --- Flask ----------------------------------------------------------------------------------------
 
 # Flask < 2.2 words its app-loading errors differently: the current wording, whatever the release.

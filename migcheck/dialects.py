@@ -59,7 +59,7 @@ def sqlite_blind_spots(project: Project) -> list[Finding]:
                      "SQLite keeps no comments")
             for column in table.columns:
                 name = f"column `{table.name}.{column.name}`"
-                type_ = _unwrap(column.type)
+                type_ = compat.stored_type(column.type)
                 if isinstance(type_, sa.DateTime) and type_.timezone:
                     warn("timezone", table, column, f"{name} is a time-zone-aware DateTime",
                          "SQLite has no time zone type")
@@ -80,9 +80,7 @@ def sqlite_blind_spots(project: Project) -> list[Finding]:
     return findings
 
 
-def _unwrap(type_: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
-    """The type a TypeDecorator stores as."""
-    return type_.impl_instance if isinstance(type_, sa.types.TypeDecorator) else type_
+
 
 
 def compare_server_default(context: MigrationContext, inspected_column: sa.Column[Any],

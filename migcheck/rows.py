@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from migcheck import compat
+
 ROWS = 3
 _UNBOUNDED = 10**9
 
@@ -44,16 +46,6 @@ class _GiveUp(Exception):
     """This table's rows cannot be generated; the message says why."""
 
 
-def reflect_table(name: str, metadata: sa.MetaData, connection: sa.engine.Connection) -> sa.Table:
-    """A reflected table, without reflecting the tables its foreign keys refer to (a long chain of
-    them would be reflected for every table). SQLAlchemy 1.3 needs `autoload=True` beside
-    `autoload_with` (1.4 deprecates it, 2.0 removed it): a version difference, kept here (for
-    migcheck/compat.py). `resolve_fks` exists from 1.3."""
-    if sa.__version__.startswith("1.3."):
-        return sa.Table(name, metadata, autoload=True, autoload_with=connection, resolve_fks=False)
-    return sa.Table(name, metadata, autoload_with=connection, resolve_fks=False)
-
-
 def populate(connection: sa.engine.Connection, tables: list[str]) -> Populated:
     """Insert rows into each of these (empty) tables, parents first."""
     metadata = sa.MetaData()
@@ -61,7 +53,7 @@ def populate(connection: sa.engine.Connection, tables: list[str]) -> Populated:
     skipped = []
     for name in tables:
         try:
-            reflected[name] = reflect_table(name, metadata, connection)
+            reflected[name] = compat.reflect_table(name, metadata, connection)
         except Exception as exc:  # a table SQLAlchemy cannot reflect: leave it alone
             skipped.append(Skipped(name, f"it cannot be reflected ({type(exc).__name__}: {exc})"))
     filled: dict[str, int] = {}
@@ -189,7 +181,7 @@ def _referred(fk: sa.ForeignKeyConstraint) -> tuple[str, list[str]]:
 
 def _database_fills(column: sa.Column[Any], connection: sa.engine.Connection) -> bool:
     """Auto-incremented keys, identity and computed columns: the database gives their values."""
-    if column.computed is not None or getattr(column, "identity", None) is not None:
+    if compat.database_generated(column):
         return True
     if not column.primary_key or len(column.table.primary_key.columns) != 1:
         return False
@@ -256,8 +248,7 @@ def _value_maker(column: sa.Column[Any]) -> tuple[Callable[[int], Any], int] | N
     """A function from the row number to a value, and how many distinct values it has; None for a
     type the generator does not know."""
     type_ = column.type
-    if isinstance(type_, sa.types.TypeDecorator):
-        type_ = type_.impl_instance
+    type_ = compat.stored_type(type_)
     if isinstance(type_, sa.Boolean):
         return (lambda n: n % 2 == 0), 2
     if isinstance(type_, sa.Enum):
@@ -282,7 +273,7 @@ def _value_maker(column: sa.Column[Any]) -> tuple[Callable[[int], Any], int] | N
         return (lambda n: {"n": n + 1}), _UNBOUNDED
     if isinstance(type_, sa.ARRAY):
         return (lambda n: []), 1
-    if _is_uuid(type_):
+    if compat.is_uuid(type_):
         as_uuid = getattr(type_, "as_uuid", False)
         return (lambda n: uuid.UUID(int=n + 1) if as_uuid else str(uuid.UUID(int=n + 1))), _UNBOUNDED
     if isinstance(type_, sa.String):
@@ -292,12 +283,6 @@ def _value_maker(column: sa.Column[Any]) -> tuple[Callable[[int], Any], int] | N
     if isinstance(type_, sa.types.NullType):  # SQLite: a type name it does not know stores anything
         return _text(column.name, None), _UNBOUNDED
     return None
-
-
-def _is_uuid(type_: sa.types.TypeEngine[Any]) -> bool:
-    """sa.Uuid exists from SQLAlchemy 2.0; before, only the dialects' UUID types (by class name)."""
-    uuid_type = getattr(sa, "Uuid", None)
-    return (uuid_type is not None and isinstance(type_, uuid_type)) or type(type_).__name__ == "UUID"
 
 
 def _numeric(type_: sa.Numeric[Any]) -> tuple[Callable[[int], Any], int] | None:

@@ -26,7 +26,7 @@ from alembic.operations import BatchOperations, Operations, ops
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
-from migcheck import rawsql, rules
+from migcheck import compat, rawsql, rules
 from migcheck.appload import relative
 from migcheck.findings import Finding
 from migcheck.project import Project
@@ -163,8 +163,7 @@ class Watch:
             if not existing:
                 return
             if (not column.nullable and column.server_default is None and not column.primary_key
-                    and getattr(column, "computed", None) is None
-                    and getattr(column, "identity", None) is None):
+                    and not compat.database_generated(column)):
                 outcome = ("MySQL and MariaDB fill the existing rows with the type's implicit "
                            "default (0, '', ...) without a word" if current.dialect in ("mysql", "mariadb")
                            else "the upgrade fails wherever it has rows")
