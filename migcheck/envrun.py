@@ -74,9 +74,13 @@ def _logging_state() -> LoggingState:
 
 
 def _restore(saved: LoggingState) -> None:
-    """Every logger as it was; the ones fileConfig created as if it had not configured them."""
+    """Every logger as it was; the ones fileConfig created as if it had not configured them. The
+    handlers it made are closed (env.py runs again at each rebuild of the round trip)."""
+    kept = {handler for _, handlers, _, _ in saved.values() for handler in handlers}
     for logger in _loggers():
         level, handlers, propagate, disabled = saved.get(logger, (logging.NOTSET, [], True, False))
+        for handler in set(logger.handlers) - kept:
+            handler.close()
         logger.setLevel(level)
         logger.handlers[:] = handlers
         logger.propagate, logger.disabled = propagate, disabled
