@@ -22,6 +22,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -58,7 +59,6 @@ class Safety(NamedTuple):
     in-scope revisions are never lost to the cache; otherwise they are walked again."""
     scope: frozenset[str]
     target: str
-    created: list[tuple[str | None, str, str]] = []  # what in-scope revisions created, for save()
 
 
 def cache_root() -> Path | None:
@@ -162,10 +162,12 @@ def _wanted(finding: dict[str, Any], roundtrip: bool, with_rows: frozenset[str],
 
 
 def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool,
-         data: frozenset[str], rows: bool, safety: Safety | None = None) -> None:
+         data: frozenset[str], rows: bool, safety: Safety | None = None,
+         created: Iterable[tuple[str | None, str, str]] = ()) -> None:
     """Keep the scratch database, now at the heads, with what the walk found on the way and how it
     walked: `data`, the revisions it ran with generated rows; `rows`, whether any are left;
-    `safety`, the scope and target of the safety check and what its in-scope revisions created."""
+    `safety`, the scope and target of the safety check; `created`, what its in-scope revisions
+    created (new objects, which its rules never flag)."""
     chain, directory = cache.chain, cache.directory
     if not all(rev in chain for rev in project.script.get_heads()):
         return  # a revision on the way reads state that no key covers
@@ -187,7 +189,7 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                         "data": sorted(data & chain.keys()),
                         "safety": safety and {"scope": sorted(safety.scope & set(chain)),
                                               "target": safety.target,
-                                              "created": sorted(safety.created, key=repr)},
+                                              "created": sorted(created, key=repr)},
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
             text = json.dumps(manifest, default=str)

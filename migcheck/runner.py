@@ -104,7 +104,7 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
     restored = cache.restore(kept, project, round_trip, with_rows, safety_key) if kept else None
     already = restored.revisions if restored else frozenset()
     observers = [watch] if watch else []
-    if watch and restored:
+    if watch and restored:  # what cached in-scope revisions created is still new
         watch.created.update(restored.created)
     with safety.watching(watch) if watch else nullcontext():
         if round_trip or with_rows:
@@ -123,7 +123,6 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
     if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
         checked = (restored.data if restored else frozenset()) | with_rows
         cache.save(kept, project, walked, round_trip, checked,
-                   rows=bool(with_rows) or bool(restored and restored.rows),
-                   safety=safety_key._replace(created=sorted(watch.created, key=repr))
-                   if watch and safety_key else None)
+                   rows=bool(with_rows) or bool(restored and restored.rows), safety=safety_key,
+                   created=watch.created if watch else ())
     return walked, len(already)

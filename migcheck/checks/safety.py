@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 from unittest import mock
@@ -84,15 +84,14 @@ class Watch:
     """Sees the operations of in-scope revisions; the walk calls `before` and `after` around every
     upgrade step, and `watching` routes every operation through `seen`."""
 
-    def __init__(self, project: Project, scope: frozenset[str], found: dict[str | None, Target],
-                 created: Iterable[tuple[str | None, str, str]] = ()) -> None:
+    def __init__(self, project: Project, scope: frozenset[str], found: dict[str | None, Target]) -> None:
         self.scope = scope
         self.targets = found
         self.project = project
         self.findings: list[Finding] = []
         # (bind, "table", table) / (bind, "column", "table.column") / (bind, "index", name) created
         # by in-scope revisions: new objects, which no rule flags
-        self.created: set[tuple[str | None, str, str]] = set(created)
+        self.created: set[tuple[str | None, str, str]] = set()
         self._inspected: set[tuple[str | None, str]] = set()
         self._current: _Current | None = None
 
