@@ -51,19 +51,20 @@ def load_migrate_app(import_path: str | None) -> tuple[Flask, tuple[str, ...]]:
     """
     load_dotenv()  # FLASK_APP from .flaskenv / .env counts as given
     given = import_path or os.environ.get("FLASK_APP") or None
-    app = load_app(import_path)
+    try:
+        app = load_app(import_path)
+    except UsageError:
+        # What Flask guesses without --app (wsgi.py, app.py, an `app` package whose factory needs
+        # an argument) does not load: the one module that registers Migrate may be the app.
+        calls = [] if given else find_migrate_calls(None)
+        if len(calls) != 1:
+            raise
+        return _load_migrate_module(calls[0], "The app Flask finds without --app does not load")
     if "migrate" in app.extensions:
         return app, ()
     calls = find_migrate_calls(app)
     if len(calls) == 1 and given is None:
-        call = calls[0]
-        try:
-            app = load_app(call.import_path)
-        except UsageError as exc:
-            raise UsageError(f"The app {app.import_name!r} does not use Flask-Migrate; {call.path}:"
-                             f"{call.line} calls Migrate(...), but loading it failed: {exc}") from exc
-        if "migrate" in app.extensions:
-            return app, (f"app loaded from {call.path}, which registers Migrate (--app {call.import_path})",)
+        return _load_migrate_module(calls[0], f"The app {app.import_name!r} does not use Flask-Migrate")
     message = (f"The app {app.import_name!r} does not use Flask-Migrate: no Migrate(app, db) was "
                "registered while it loaded.")
     if len(calls) == 1:
@@ -78,11 +79,24 @@ def load_migrate_app(import_path: str | None) -> tuple[Flask, tuple[str, ...]]:
                      "factory.")
 
 
-def find_migrate_calls(app: Flask) -> list[MigrateCall]:
+def _load_migrate_module(call: MigrateCall, why: str) -> tuple[Flask, tuple[str, ...]]:
+    """The app of the module that calls Migrate(...), with a note for the summary."""
+    try:
+        app = load_app(call.import_path)
+    except UsageError as exc:
+        raise UsageError(f"{why}; {call.path}:{call.line} calls Migrate(...), but loading it failed: "
+                         f"{exc}") from exc
+    if "migrate" not in app.extensions:
+        raise UsageError(f"{why}; {call.path}:{call.line} calls Migrate(...), but not for the app "
+                         f"{call.import_path} holds. Point migcheck at your app with --app.")
+    return app, (f"app loaded from {call.path}, which registers Migrate (--app {call.import_path})",)
+
+
+def find_migrate_calls(app: Flask | None) -> list[MigrateCall]:
     """`Migrate(...)` calls in the project's top-level .py files and the app's package, in modules
     that did not run while the app loaded (those had their chance)."""
     root = Path.cwd()
-    files = sorted({*root.glob("*.py"), *Path(app.root_path).glob("*.py")})
+    files = sorted({*root.glob("*.py"), *(Path(app.root_path).glob("*.py") if app else ())})
     loaded = {os.path.realpath(getattr(m, "__file__", None) or "") for m in list(sys.modules.values())}
     calls = []
     for file in files:

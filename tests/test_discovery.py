@@ -174,3 +174,31 @@ def test_json_report_says_what_was_found(tutorial: Project) -> None:
     assert result.code == 0, result.output
     assert json.loads(result.out)["found"] == [
         "app loaded from manage.py, which registers Migrate (--app manage:app)"]
+
+
+def test_factory_flask_cannot_call_and_migrate_in_its_own_module(tutorial: Project) -> None:
+    """Flask's guess without --app (app.py) holds a factory that needs its config name; the one
+    module that calls Migrate(...) makes the app: that is what to load (as in the Flasky book app)."""
+    tutorial.write("app.py", '''import config
+from exts import db
+from flask import Flask
+
+
+def create_app(config_name):
+    app = Flask(__name__)
+    app.config.from_object(config)
+    db.init_app(app)
+    import models  # noqa: F401
+    return app
+''')
+    tutorial.write("manage.py", '''from app import create_app
+from exts import db
+from flask_migrate import Migrate
+
+app = create_app("default")
+migrate = Migrate(app, db)
+''')
+    result = tutorial.run(app=None)
+    assert result.code == 0, result.output
+    assert result.out.rstrip().endswith(
+        "app loaded from manage.py, which registers Migrate (--app manage:app))")
