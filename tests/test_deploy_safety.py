@@ -429,13 +429,17 @@ def test_a_revision_the_data_check_runs_again_is_watched_to_its_end(project: Pro
     rows, and the operations after that statement are still judged."""
     path = add_revision(project, """\
 with op.batch_alter_table('user') as batch_op:
+    batch_op.drop_column('display_name')  # <- dropped, then added back: not new
+    batch_op.add_column(sa.Column('display_name', sa.String(120), nullable=True))
+with op.batch_alter_table('user') as batch_op:  # <- fails with rows
     batch_op.add_column(sa.Column('age', sa.Integer(), nullable=False))
 op.create_index('ix_post_title', 'post', ['title'], unique=True)  # <- after the failure
 """)
     result = project.run("--format", "json", "--select", "safety,data", "--target", "postgresql")
     report = json.loads(result.out)
     assert [(f["rule"], f["line"]) for f in report["findings"]] == [
-        ("data-fails-with-rows", project.line_of(path, "with op.batch_alter_table('user')")),
+        ("data-fails-with-rows", project.line_of(path, "# <- fails with rows")),
+        ("safety-drop-column", project.line_of(path, "# <- dropped, then added back")),
         ("safety-add-unique", project.line_of(path, "# <- after the failure")),
         ("safety-index-not-concurrent", project.line_of(path, "# <- after the failure")),
     ], result.output

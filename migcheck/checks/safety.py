@@ -93,6 +93,9 @@ class Watch:
         # by in-scope revisions: new objects, which no rule flags
         self.created: set[tuple[str | None, str, str]] = set()
         self._inspected: set[tuple[str | None, str]] = set()
+        # what was created before each revision's first attempt: a revision run again (after a
+        # step raised) starts from it, not from what its failed attempt created
+        self._created_before: dict[tuple[str | None, str], frozenset[tuple[str | None, str, str]]] = {}
         self._current: _Current | None = None
 
     def before(self, step: RevisionStep, context: MigrationContext) -> None:
@@ -107,9 +110,13 @@ class Watch:
         if key in self._inspected:  # watched to its end already; the round trip rebuilt the database
             return
         # A step that raised (e.g. on the data check's generated rows) is run again from its start:
-        # watch it again, from its first operation.
-        self.findings[:] = [f for f in self.findings
-                            if (f.details.get("bind"), f.details["revision"]) != key]
+        # watch it again, from its first operation, with what existed before it.
+        if key in self._created_before:
+            self.created = set(self._created_before[key])
+            self.findings[:] = [f for f in self.findings
+                                if (f.details.get("bind"), f.details["revision"]) != key]
+        else:
+            self._created_before[key] = frozenset(self.created)
         target = self.targets.get(bind) or Target("", "")
         self._current = _Current(revision, (revision.path, os.path.realpath(revision.path)), bind,
                                  target.dialect, context, {})
