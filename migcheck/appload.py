@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import os
 import re
@@ -53,6 +54,8 @@ def load_migrate_app(import_path: str | None) -> tuple[Flask, tuple[str, ...]]:
     given = import_path or os.environ.get("FLASK_APP") or None
     try:
         app = load_app(import_path)
+    except UnsafeConnection:
+        raise
     except UsageError:
         # What Flask guesses without --app (wsgi.py, app.py, an `app` package whose factory needs
         # an argument) does not load: the one module that registers Migrate may be the app.
@@ -260,6 +263,7 @@ def user_location(exc: BaseException) -> tuple[str, int] | None:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def is_user_code(path: str) -> bool:
     """A source file of the user's (not the standard library, an installed package or migcheck)."""
     if path.startswith("<"):

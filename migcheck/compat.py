@@ -74,6 +74,12 @@ def postgresql_driver() -> str:
     return "psycopg" if SQLALCHEMY_2 else "psycopg2"
 
 
+def other_postgresql_drivers() -> tuple[str, ...]:
+    """Drivers a project may have instead: SQLAlchemy 1.3's pg8000 dialect decodes column names as
+    bytes, which no pg8000 for Python 3 returns."""
+    return ("psycopg2", "pg8000") if not sa.__version__.startswith("1.3.") else ()
+
+
 # --- SQLAlchemy: connections and reflection -----------------------------------------------------
 
 def exec_sql(connection: sa.engine.Connection, statement: str, parameters: Any = None) -> Any:

@@ -58,6 +58,7 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
 
     def closure(path: str) -> Dependencies:
         found: set[str] = set()
+        counted: set[str] = set()  # files whose reads count: reached not only through an __init__
         opaque = False
         # (file, its package, whether its reads count: not past a package's __init__.py)
         pending: list[tuple[str, str | None, bool]] = [(path, None, True)]
@@ -68,9 +69,13 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
             opaque = opaque or (counts and scanned.opaque)
             for name in scanned.imports:
                 origin, locations = _locate(name, origins)
-                if origin is None or origin in found or not is_user_code(origin):
+                if origin is None or not is_user_code(origin):
                     continue
+                if origin in found and (origin in counted or not counts):
+                    continue  # seen already, and as much as this path would count it
                 found.add(origin)
+                if counts:
+                    counted.add(origin)
                 if origin.endswith(".py"):
                     pending.append((origin, name if locations is not None else name.rpartition(".")[0],
                                     counts))

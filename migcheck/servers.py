@@ -25,7 +25,7 @@ from migcheck.guard import Target, dialect_target
 _DRIVERS = {"postgresql": (compat.postgresql_driver(), "postgres"), "mysql": ("pymysql", "mysql"),
             "mariadb": ("pymysql", "mysql")}
 # For a URL that names no driver, the others a project may have installed instead, in this order.
-_OTHER_DRIVERS = {"postgresql": ("psycopg2", "pg8000"), "mysql": ("mysqldb", "mysqlconnector"),
+_OTHER_DRIVERS = {"postgresql": compat.other_postgresql_drivers(), "mysql": ("mysqldb", "mysqlconnector"),
                   "mariadb": ("mysqldb", "mysqlconnector")}
 _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
 _MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
