@@ -44,9 +44,13 @@ def tables(snapshot: Snapshot) -> list[str]:
     return list(snapshot.shape)
 
 
-def differences(expected: Snapshot, actual: Snapshot) -> list[tuple[str, str, str | None]]:
+def differences(expected: Snapshot, actual: Snapshot, between: Snapshot | None = None
+                ) -> list[tuple[str, str, str | None]]:
     """What changed from `expected` to `actual`: (kind, object, detail) with kind one of
-    "extra" (in actual only), "missing" (in expected only), "changed" (detail says how)."""
+    "extra" (in actual only), "missing" (in expected only), "changed" (detail says how).
+
+    `between`: a snapshot taken on the way (after the upgrade, for a downgrade). An index that
+    MySQL made there for a foreign key and kept when the key was dropped is not "extra"."""
     if expected.dialect == "sqlite":
         changed = {t for t in expected.ddl.keys() | actual.ddl.keys()
                    if expected.ddl.get(t) != actual.ddl.get(t)
@@ -66,7 +70,8 @@ def differences(expected: Snapshot, actual: Snapshot) -> list[tuple[str, str, st
         elif "sql" in before[table]:
             found.append(("changed", what, "its definition changed"))
         elif before[table] != after[table]:
-            found += _table_differences(table, before[table], after[table])
+            made = between.shape.get(table, {}).get("made_for_keys", ()) if between else ()
+            found += _table_differences(table, before[table], after[table], made)
     return found
 
 
@@ -80,8 +85,8 @@ _SPACE = re.compile(r"\s+")
 _NOISE = re.compile(r" ?([(),]) ?")
 
 
-def _table_differences(table: str, before: dict[str, Any], after: dict[str, Any]
-                       ) -> list[tuple[str, str, str | None]]:
+def _table_differences(table: str, before: dict[str, Any], after: dict[str, Any],
+                       made_for_keys: tuple[str, ...] = ()) -> list[tuple[str, str, str | None]]:
     found: list[tuple[str, str, str | None]] = []
     for aspect, label in (("columns", "column"), ("indexes", "index"),
                           ("uniques", "unique constraint"), ("foreign_keys", "foreign key")):
@@ -91,7 +96,8 @@ def _table_differences(table: str, before: dict[str, Any], after: dict[str, Any]
             if name not in new:
                 found.append(("missing", what, None))
             elif name not in old:
-                found.append(("extra", what, None))
+                if not (aspect == "indexes" and name in made_for_keys):  # MySQL's, kept: not extra
+                    found.append(("extra", what, None))
             elif old[name] != new[name]:
                 found.append(("changed", what, f"{_show(old[name])} became {_show(new[name])}"))
     if before["primary_key"] != after["primary_key"]:
@@ -133,6 +139,7 @@ def _reflect(connection: sa.Connection, version_table: str) -> dict[str, dict[st
     shape = {}
     for table in tables:
         foreign_keys = inspector.get_foreign_keys(table)
+        indexes = inspector.get_indexes(table)
         shape[table] = {
             "columns": {c["name"]: {"type": _type(c["type"], dialect), "nullable": c["nullable"],
                                     "default": c.get("default")}
@@ -140,8 +147,9 @@ def _reflect(connection: sa.Connection, version_table: str) -> dict[str, dict[st
             "primary_key": tuple(inspector.get_pk_constraint(table).get("constrained_columns") or ()),
             "indexes": {i["name"]: {"columns": tuple(str(c) for c in i["column_names"]),
                                     "unique": bool(i["unique"])}
-                        for i in inspector.get_indexes(table)
-                        if not _made_for_a_foreign_key(dialect, i, foreign_keys)},
+                        for i in indexes if not _made_for_a_foreign_key(dialect, i, foreign_keys)},
+            "made_for_keys": tuple(i["name"] for i in indexes
+                                   if _made_for_a_foreign_key(dialect, i, foreign_keys)),
             "uniques": {u["name"] or f"({', '.join(u['column_names'])})": tuple(u["column_names"])
                         for u in inspector.get_unique_constraints(table)},
             "foreign_keys": {

@@ -496,3 +496,18 @@ def test_indexes_mysql_makes_for_foreign_keys_are_not_the_migrations(mysql: Serv
         "badge owner cascade")
     result = run_on(mysql, project, "--select", "upgrade,roundtrip")
     assert result.code == 0, result.output
+
+
+def test_index_mysql_keeps_after_a_foreign_key_is_dropped_is_not_left_behind(mysql: Server,
+                                                                              project: Project) -> None:
+    """The upgrade adds a foreign key (MySQL makes an index for it), the downgrade drops the key as
+    autogenerate writes it: MySQL keeps its index, which no migration made."""
+    project.add_revision("f2f200000001", "e9e549eb0d5f",
+                         "op.add_column('user', sa.Column('referrer_id', sa.Integer()))",
+                         "op.drop_column('user', 'referrer_id')", "referrer")
+    project.add_revision(
+        "f2f200000002", "f2f200000001",
+        "op.create_foreign_key('fk_user_referrer_id_user', 'user', 'user', ['referrer_id'], ['id'])",
+        "op.drop_constraint('fk_user_referrer_id_user', 'user', type_='foreignkey')", "referrer key")
+    result = run_on(mysql, project, "--select", "upgrade,roundtrip")
+    assert result.code == 0, result.output

@@ -139,7 +139,7 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
             continue
         done.add((bind, revision.revision))
         yield from run("downgrade", RevisionStep(revision_map, revision, False))
-        _compare(before, snapshot.take(connection, context.version_table), revision, findings)
+        _compare(before, snapshot.take(connection, context.version_table), after, revision, findings)
         assert held is not None
         _compare_rows(held, contents.take(connection, tables), revision, findings)
         yield from run("re-upgrade", RevisionStep(revision_map, revision, True))
@@ -156,9 +156,9 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
         before = again
 
 
-def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, revision: Script,
-             findings: list[Finding]) -> None:
-    differences = snapshot.differences(before, back)
+def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snapshot.Snapshot,
+             revision: Script, findings: list[Finding]) -> None:
+    differences = snapshot.differences(before, back, upgraded)
     for kind, what, detail in differences:
         rule, template = _MESSAGES[kind]
         findings.append(_finding(
