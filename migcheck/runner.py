@@ -64,16 +64,7 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
     cached = 0
     notes: tuple[str, ...] = ()
     if {"upgrade", "drift", "roundtrip", "safety", "data"} & set(checks):
-        in_scope = scope.find(project) if {"safety", "data"} & set(checks) else None
-        watch = None
-        if in_scope is not None:  # one line for both checks that look at the undeployed revisions
-            label = ", ".join(c for c in ("safety", "data") if c in checks)
-            notes = (f"{label}: {in_scope.describe()}",)
-        if in_scope is not None and "safety" in checks:
-            targets = safety.targets(project)
-            watch = safety.Watch(project, in_scope.revisions, targets)
-            notes = (f"{notes[0]}; {safety.describe(targets)}",)
-        with_rows = in_scope.revisions if in_scope is not None and "data" in checks else frozenset()
+        with_rows, watch, notes = _undeployed(project, checks)
         walked, cached = _walk(project, "roundtrip" in checks, with_rows, watch, progress)
         findings += data.supersede(walked)
         if "drift" in checks:  # drift compares against the upgraded schema
@@ -88,6 +79,22 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
     return Checked(findings, cached, notes)
+
+
+def _undeployed(project: Project, checks: tuple[str, ...]
+                ) -> tuple[frozenset[str], safety.Watch | None, tuple[str, ...]]:
+    """What the safety and data checks look at, the revisions not deployed yet: the data check's
+    revisions, the safety check's watch, and one summary line for both."""
+    if not {"safety", "data"} & set(checks):
+        return frozenset(), None, ()
+    in_scope = scope.find(project)
+    note = f"{', '.join(c for c in ('safety', 'data') if c in checks)}: {in_scope.describe()}"
+    watch = None
+    if "safety" in checks:
+        targets = safety.targets(project)
+        watch = safety.Watch(project, in_scope.revisions, targets)
+        note += f"; {safety.describe(targets)}"
+    return (in_scope.revisions if "data" in checks else frozenset()), watch, (note,)
 
 
 def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: safety.Watch | None,
