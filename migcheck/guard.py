@@ -244,17 +244,13 @@ def _patch_psycopg2(patcher: _Patcher, module: ModuleType) -> None:
     patcher.wrap(module, "_connect", _psycopg2_target)  # what psycopg2.connect calls
 
 
-def _patch_pymysql(patcher: _Patcher, module: ModuleType) -> None:
-    # PyMySQL < 1.0 also took these positionally; pymysql.connect is this class.
-    positional = ("host", "user", "password", "database", "port", "unix_socket")
-    patcher.wrap(getattr(module, "Connection", None), "__init__",
-                 lambda self, *a, **k: mysql_target(_arguments(a, k, positional)), method=True)
-
-
-def _patch_mysqldb(patcher: _Patcher, module: ModuleType) -> None:
-    positional = ("host", "user", "passwd", "db", "port", "unix_socket")
-    patcher.wrap(getattr(module, "Connection", None), "__init__",
-                 lambda self, *a, **k: mysql_target(_arguments(a, k, positional)), method=True)
+def _patch_mysql_connection(positional: tuple[str, ...]) -> Callable[[_Patcher, ModuleType], None]:
+    """PyMySQL and mysqlclient: `connect` is their Connection class, which also takes its arguments
+    positionally (in this order)."""
+    def patch(patcher: _Patcher, module: ModuleType) -> None:
+        patcher.wrap(getattr(module, "Connection", None), "__init__",
+                     lambda self, *a, **k: mysql_target(_arguments(a, k, positional)), method=True)
+    return patch
 
 
 def _mysql_connector_target(connection: Any) -> Target:
@@ -295,8 +291,9 @@ _DRIVERS: dict[str, Callable[[_Patcher, ModuleType], None]] = {
     "sqlite3": _patch_sqlite3,
     "psycopg": _patch_psycopg,
     "psycopg2": _patch_psycopg2,
-    "pymysql.connections": _patch_pymysql,
-    "MySQLdb.connections": _patch_mysqldb,
+    "pymysql.connections": _patch_mysql_connection(("host", "user", "password", "database", "port",
+                                                     "unix_socket")),
+    "MySQLdb.connections": _patch_mysql_connection(("host", "user", "passwd", "db", "port", "unix_socket")),
     "mysql.connector.connection": _patch_mysql_connector("MySQLConnection"),
     "mysql.connector.connection_cext": _patch_mysql_connector("CMySQLConnection"),
     "pg8000.core": _patch_pg8000,
