@@ -7,7 +7,7 @@ It is keyed on the content of every revision file up to those heads and of every
 of them imports, transitively (a chain of hashes, so editing an old revision, or a model it imports,
 invalidates every entry built on it); on env.py and the project modules it imports, alembic.ini, the
 Migrate(...) options and the library versions. A revision file that reads state no file content keys
-(the app's configuration, the environment, other files: see dependencies.py) is never kept, nor
+(the app's configuration, the environment, other files: see project/dependencies.py) is never kept, nor
 anything above it. A run restores the entry that covers the longest unchanged stretch of the history
 and walks on from there: only new or changed revisions are upgraded and round-tripped. Entries are
 verified by hash before use; a bad one is deleted.
@@ -27,12 +27,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from migcheck import __version__, guard
+from migcheck import __version__
 from migcheck.checks.data import ROW_RULES
 from migcheck.checks.graph import parents
-from migcheck.dependencies import Dependencies, find_dependencies
+from migcheck.databases import guard
 from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
+from migcheck.project.dependencies import Dependencies, find_dependencies
 
 FORMAT = 3
 KEEP = 3  # entries kept per project environment

@@ -10,18 +10,21 @@ from contextlib import nullcontext
 from typing import NamedTuple
 
 from migcheck import cache, scope
-from migcheck.appload import load_migrate_app, relative
 from migcheck.checks import data, drift, graph, imports, roundtrip, safety, upgrade
+from migcheck.databases.scratch import Scratch, scratch_area
 from migcheck.findings import Finding, Run
 from migcheck.progress import Progress, silent
 from migcheck.project import Options, Project, open_project
-from migcheck.scratch import Scratch, scratch_area
+from migcheck.project.appload import load_migrate_app
+from migcheck.project.redirect import redirected_configs
+from migcheck.usercode import relative
 
 
 def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
         options: Options, progress: Progress = silent) -> Run:
     started = time.perf_counter()
-    with scratch_area(options.db_url, options.origin("db_url")) as scratch, warnings.catch_warnings():
+    with scratch_area(options.db_url, options.origin("db_url")) as scratch, \
+            redirected_configs(scratch.redirect_url), warnings.catch_warnings():
         # Alembic warns about duplicate revision ids; the graph check reports them properly.
         warnings.filterwarnings("ignore", message=r"Revision \w+ is present more than once")
         progress("loading the app", 0, 0)

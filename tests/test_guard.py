@@ -211,7 +211,7 @@ with app.app_context():
 
 def test_drivers_unwrapped_after_the_run() -> None:
     """In-process: the originals are back after the block, also when it raised."""
-    from migcheck import guard
+    from migcheck.databases import guard
 
     original = sqlite3.connect
     with pytest.raises(RuntimeError), guard.guarded(lambda target: False):
@@ -228,7 +228,7 @@ def test_a_driver_imported_during_the_run_is_wrapped_then() -> None:
     """A fresh interpreter: pymysql is not imported when the guard starts, and costs nothing until then."""
     script = """
 import sys
-from migcheck import guard
+from migcheck.databases import guard
 with guard.guarded(lambda target: False):
     assert "pymysql" not in sys.modules
     import pymysql

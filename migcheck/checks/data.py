@@ -4,7 +4,7 @@ Production tables have rows, and the migrations that break a deploy are the ones
 empty database: a NOT NULL column added without a default, a unique index over values that repeat,
 a type change that cannot convert what is stored. The round-trip walk (checks/roundtrip.py) calls
 this module before each in-scope revision's upgrade: every table that exists and has no rows gets a
-few generated rows (migcheck/rows.py), then the revision is upgraded, downgraded and upgraded again
+few generated rows (migcheck/state/rows.py), then the revision is upgraded, downgraded and upgraded again
 with them there; no second walk, no second env.py run.
 
 A step that fails with generated rows present is only a suspect: the walk rebuilds the database up
@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from alembic.runtime.migration import RevisionStep
 from alembic.script import Script
 
-from migcheck import rows
-from migcheck.appload import relative
 from migcheck.checks import upgrade
 from migcheck.findings import Finding
 from migcheck.project import Project
+from migcheck.state import rows
+from migcheck.usercode import relative
 
 NAME = "data"
 

@@ -15,10 +15,11 @@ from alembic.autogenerate import produce_migrations
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 
-from migcheck import compat, dialects, source
-from migcheck.envrun import run_env
+from migcheck import compat
+from migcheck.databases import dialects
 from migcheck.findings import Finding
-from migcheck.project import Project
+from migcheck.project import Project, source
+from migcheck.project.envrun import run_env
 
 NAME = "drift"
 
@@ -41,10 +42,17 @@ def check(project: Project) -> list[Finding]:
 
     run_env(project, compare, **compat.MIGRATE_DEFAULTS,
             compare_server_default=project.options.compare_server_default and dialects.compare_server_default)
-    blind_spots = dialects.sqlite_blind_spots(project) if project.scratch.dialect == "sqlite" else []
+    blind_spots = _sqlite_blind_spots(project) if project.scratch.dialect == "sqlite" else []
     if not differences:
         return blind_spots
     return _findings(project, differences) + blind_spots
+
+
+def _sqlite_blind_spots(project: Project) -> list[Finding]:
+    mappers = compat.mappers(project.db)
+    return dialects.sqlite_blind_spots(
+        compat.metadatas(project.db),
+        lambda table, column: source.model_location(mappers, table, column, project.app.root_path))
 
 
 def _differences(bind: str | None, context: MigrationContext) -> list[Difference]:

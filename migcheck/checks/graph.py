@@ -7,10 +7,10 @@ from collections import Counter
 
 from alembic.script import Script
 
-from migcheck.appload import relative
 from migcheck.findings import Finding
 from migcheck.project import Project
 from migcheck.pyfile import read_source
+from migcheck.usercode import relative
 
 NAME = "graph"
 

@@ -25,11 +25,11 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
-from migcheck import compat, source
-from migcheck.appload import relative, user_location
+from migcheck import compat
 from migcheck.findings import Finding
-from migcheck.project import Project
+from migcheck.project import Project, source
 from migcheck.pyfile import read_source
+from migcheck.usercode import relative, user_location
 
 NAME = "imports"
 

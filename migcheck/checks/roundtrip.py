@@ -18,15 +18,15 @@ from typing import NamedTuple
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
-from migcheck import contents, snapshot
-from migcheck.appload import relative
 from migcheck.checks import data, upgrade
 from migcheck.checks.graph import parents
-from migcheck.envrun import run_env
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
 from migcheck.project import Project
+from migcheck.project.envrun import run_env
 from migcheck.pyfile import read_source
+from migcheck.state import contents, snapshot
+from migcheck.usercode import relative
 
 NAME = "roundtrip"
 

@@ -26,10 +26,11 @@ from alembic.operations import BatchOperations, Operations, ops
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
-from migcheck import compat, rawsql, rules
-from migcheck.appload import relative
+from migcheck import compat, rules
 from migcheck.findings import Finding
 from migcheck.project import Project
+from migcheck.state import rawsql
+from migcheck.usercode import relative
 
 NAME = "safety"
 

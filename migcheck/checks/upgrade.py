@@ -12,12 +12,12 @@ from typing import Protocol
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext, RevisionStep
 
-from migcheck import dialects
-from migcheck.appload import relative, user_location
-from migcheck.envrun import run_env
+from migcheck.databases import dialects
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
 from migcheck.project import Project
+from migcheck.project.envrun import run_env
+from migcheck.usercode import relative, user_location
 
 NAME = "upgrade"
 

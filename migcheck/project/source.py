@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic.script import Script
 from sqlalchemy.orm import Mapper
 
-from migcheck.appload import relative
 from migcheck.pyfile import read_source
+from migcheck.usercode import relative
 
 Location = tuple[str, int]
 

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from migcheck import compat
+from migcheck.databases.guard import Target, dialect_target
 from migcheck.errors import UsageError
-from migcheck.guard import Target, dialect_target
 
 # backend -> (the driver migcheck installs, the extra that installs it)
 _DRIVERS = {"postgresql": (compat.postgresql_driver(), "postgres"), "mysql": ("pymysql", "mysql"),

@@ -13,9 +13,9 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from migcheck import compat
-from migcheck.appload import relative, user_location
+from migcheck.databases.scratch import Scratch
 from migcheck.errors import UsageError
-from migcheck.scratch import Scratch
+from migcheck.usercode import relative, user_location
 
 
 class Options(NamedTuple):

@@ -28,8 +28,8 @@ from types import FrameType, ModuleType
 from typing import Any, NamedTuple, NoReturn
 from urllib.parse import parse_qs, unquote
 
-from migcheck.appload import is_user_code, relative
 from migcheck.errors import UnsafeConnection
+from migcheck.usercode import is_user_code, relative
 
 
 class Target(NamedTuple):

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 
-from migcheck import compat, source
+from migcheck import compat
 from migcheck.findings import Finding
-from migcheck.project import Project
 
 _VERIFY = "verify with --db-url on your production database"
 _NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "mssql": "SQL Server",
@@ -35,14 +35,15 @@ _FUNCTIONS = {"gen_random_uuid": "postgresql", "uuid_generate_v4": "postgresql",
 _NOW = re.compile(r"\(?(?:now|current_timestamp|localtimestamp|localtime)(?:\((\d*)\))?\)?")
 
 
-def sqlite_blind_spots(project: Project) -> list[Finding]:
+Locate = Callable[[str, str | None], tuple[str, int] | None]  # (table, column) -> model file:line
+
+
+def sqlite_blind_spots(metadatas: Iterable[sa.MetaData], locate: Locate) -> list[Finding]:
     """Warnings for model features a SQLite scratch database cannot verify, one per object."""
-    mappers = compat.mappers(project.db)
     findings = []
 
     def warn(rule: str, table: sa.Table, column: sa.Column[Any] | None, what: str, why: str) -> None:
-        where = source.model_location(mappers, table.name, column.name if column is not None else None,
-                                      project.app.root_path)
+        where = locate(table.name, column.name if column is not None else None)
         findings.append(Finding(
             "drift", f"drift-sqlite-{rule}", "warning",
             f"{what}: {why}, so migcheck on SQLite cannot tell whether the migrations match; {_VERIFY}",
@@ -52,7 +53,7 @@ def sqlite_blind_spots(project: Project) -> list[Finding]:
             {"table": table.name, "column": column.name if column is not None else None},
         ))
 
-    for metadata in compat.metadatas(project.db):
+    for metadata in metadatas:
         for table in metadata.sorted_tables:
             if table.comment:
                 warn("comment", table, None, f"table `{table.name}` has a comment",

@@ -1,11 +1,12 @@
 """The scratch area: the only databases migcheck ever connects to.
 
 Two mechanisms keep the promise. An app's config holds scratch URLs from the moment a database URL
-is written to it (redirect.py), so whatever reads it (Flask-SQLAlchemy, a factory that connects or
-creates the database before `db.init_app`, an old env.py) gets a scratch URL, and a `postgresql://`
-URL needs no driver. And the guard (guard.py) refuses any connection that is not to a scratch
-database, whoever opens it: a `do_connect` listener on every Engine, and wrappers around the DB-API
-drivers' own connect functions, share one policy, `Scratch.owns`.
+is written to it (project/redirect.py, which the runner enters beside this area), so whatever reads
+it (Flask-SQLAlchemy, a factory that connects or creates the database before `db.init_app`, an old
+env.py) gets a scratch URL, and a `postgresql://` URL needs no driver. And the guard (guard.py)
+refuses any connection that is not to a scratch database, whoever opens it: a `do_connect` listener
+on every Engine, and wrappers around the DB-API drivers' own connect functions, share one policy,
+`Scratch.owns`.
 
 The scratch databases are SQLite files in a temporary directory, or with `--db-url` databases on a
 PostgreSQL or MySQL/MariaDB server (see servers.py).
@@ -29,10 +30,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
-from migcheck import compat, guard
-from migcheck.guard import Target
-from migcheck.redirect import redirected_configs
-from migcheck.servers import Server, parse_url
+from migcheck import compat
+from migcheck.databases import guard
+from migcheck.databases.guard import Target
+from migcheck.databases.servers import Server, parse_url
 
 _MAINTENANCE = "migcheck_maintenance"  # marks an app's connection to a MySQL server without a database
 
@@ -196,7 +197,7 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
     sa.event.listen(sa.engine.Engine, "handle_error", remember_error)
     SQLAlchemy.init_app = init_app  # type: ignore[method-assign]
     try:
-        with guard.guarded(scratch.owns) as run_guard, redirected_configs(scratch.redirect_url):
+        with guard.guarded(scratch.owns) as run_guard:
             if server is not None:
                 server.open()
             yield scratch

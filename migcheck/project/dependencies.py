@@ -24,8 +24,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from migcheck.appload import is_user_code
 from migcheck.pyfile import read_source
+from migcheck.usercode import is_user_code
 
 # Names through which a revision reads state that is not code.
 _OPAQUE_NAMES = frozenset({

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import os
 import re
 import sys
-import sysconfig
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,15 +16,7 @@ from flask.cli import NoAppException, ScriptInfo, load_dotenv
 
 from migcheck import compat
 from migcheck.errors import UnsafeConnection, UsageError
-
-# Frames in these are not the user's code: the standard library, installed packages, migcheck.
-_LIBRARY_DIRS = tuple(
-    os.path.realpath(path) + os.sep
-    for path in {*(sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")),
-                 os.path.dirname(__file__)}
-    if path
-)
-_INSTALLED = ("site-packages", "dist-packages")  # also another environment's installed packages
+from migcheck.usercode import relative, user_location
 
 
 class MigrateCall(NamedTuple):
@@ -250,32 +239,3 @@ def _likely_value(factory: Callable[..., Any], name: str) -> tuple[str, str, lis
             value = next((k for k in _LIKELY_KEYS if k in keys), keys[0])
             return value, looked_up.id, keys
     return None
-
-
-def user_location(exc: BaseException) -> tuple[str, int] | None:
-    """The innermost file:line of the user's own code in a traceback (or a SyntaxError's)."""
-    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
-        return relative(exc.filename), exc.lineno
-    found = None
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        if is_user_code(frame.f_code.co_filename):
-            found = (relative(frame.f_code.co_filename), lineno)
-    return found
-
-
-@functools.lru_cache(maxsize=4096)
-def is_user_code(path: str) -> bool:
-    """A source file of the user's (not the standard library, an installed package or migcheck)."""
-    if path.startswith("<"):
-        return False
-    real = os.path.realpath(path)
-    return not real.startswith(_LIBRARY_DIRS) and not any(part in _INSTALLED for part in real.split(os.sep))
-
-
-def relative(path: str) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
