@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -112,7 +113,8 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
 
     def run(action: str, step: RevisionStep) -> Iterator[RevisionStep]:
         current[:] = [Step(action, step, bind)]
-        yield from upgrade.observed(step, context, observers if action == "upgrade" else ())
+        with _own_command(context) if action != "upgrade" else nullcontext():
+            yield from upgrade.observed(step, context, observers if action == "upgrade" else ())
         current.clear()
         confirmed = data.passed(rows, (bind, step.revision.revision), action, step.revision)
         if confirmed:
@@ -154,6 +156,24 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
                 "objects that the downgrade leaves behind and the upgrade then skips"))
             raise _Restart
         before = again
+
+
+@contextmanager
+def _own_command(context: MigrationContext) -> Iterator[None]:
+    """Run a downgrade or re-upgrade as its own `flask db downgrade` / `flask db upgrade` would.
+
+    Alembic remembers, for one command, the named types (PostgreSQL enums, domains) that its
+    create_table / drop_table events created or dropped, so that a type shared by two tables is
+    created once. The round trip's downgrade and re-upgrade are separate commands for the user: with
+    the first upgrade's memory, the re-upgrade would skip CREATE TYPE for a type the downgrade
+    dropped. Afterwards the walk goes on with the memory of the plain upgrade from base.
+    """
+    kept = context.impl.memo
+    context.impl.memo = {}
+    try:
+        yield
+    finally:
+        context.impl.memo = kept
 
 
 def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snapshot.Snapshot,
