@@ -55,6 +55,11 @@ _RULES = (
     Rule("drift-skipped", "drift", "info",
          "The drift check did not run because the upgrade to head failed.",
          "Fix the upgrade failure reported with it."),
+    Rule("drift-wrong-metadata", "drift", "error",
+         "env.py hands autogenerate a MetaData other than the one the app's models use, so tables or "
+         "columns that models define look removed (`flask db migrate` would drop them).",
+         "Set `target_metadata` in env.py to the models' MetaData (`db.metadata`; Flask-Migrate's "
+         "env.py uses get_metadata()); do not run `flask db migrate` before that."),
     Rule("drift-add-table", "drift", "error",
          "A model's table is not created by any migration.", _DRIFT_FIX),
     Rule("drift-remove-table", "drift", "error",

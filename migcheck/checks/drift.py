@@ -8,6 +8,8 @@ carries the `op.*` code autogenerate would write.
 
 from __future__ import annotations
 
+import ast
+import os
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -20,6 +22,8 @@ from migcheck.databases import dialects
 from migcheck.findings import Finding
 from migcheck.project import Project, source
 from migcheck.project.envrun import run_env
+from migcheck.pyfile import read_source
+from migcheck.usercode import relative
 
 NAME = "drift"
 
@@ -29,6 +33,7 @@ class Difference(NamedTuple):
     diff: tuple[Any, ...]  # alembic's diff tuple, e.g. ("add_column", schema, table, Column)
     code: str  # the op.* code autogenerate would write for it
     dialect: sa.engine.Dialect  # the scratch database's, to show types as its DDL spells them
+    target: tuple[sa.MetaData, ...]  # the metadata env.py handed autogenerate
 
 
 def check(project: Project) -> list[Finding]:
@@ -56,7 +61,9 @@ def _sqlite_blind_spots(project: Project) -> list[Finding]:
 
 
 def _differences(bind: str | None, context: MigrationContext) -> list[Difference]:
-    script = produce_migrations(context, context.opts["target_metadata"])
+    target = context.opts["target_metadata"]
+    script = produce_migrations(context, target)
+    targets = (target,) if isinstance(target, sa.MetaData) else tuple(target or ())
     render = {key: context.opts[key] for key in ("render_as_batch", "sqlalchemy_module_prefix",
                                                  "alembic_module_prefix", "user_module_prefix")
               if context.opts.get(key) is not None}
@@ -72,7 +79,7 @@ def _differences(bind: str | None, context: MigrationContext) -> list[Difference
             code = "\n".join(line for line in code.splitlines()
                              if line.strip() and not line.strip().startswith("#"))
             for diff in _diff_tuples(single):
-                found.append(Difference(bind, diff, code, context.dialect))
+                found.append(Difference(bind, diff, code, context.dialect, targets))
     return found
 
 
@@ -85,8 +92,12 @@ def _diff_tuples(op: ops.MigrateOperation) -> list[tuple[Any, ...]]:
 def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
     mappers = compat.mappers(project.db)
     created = source.creation_locations(reversed(list(project.script.walk_revisions())))
-    findings = []
+    models = compat.metadatas(project.db)
+    misplaced = [d for d in differences if _defined_by_models(d, models)]
+    findings = [_wrong_metadata(project, misplaced)] if misplaced else []
     for difference in differences:
+        if any(difference is d for d in misplaced):
+            continue
         rule, message, table, column, created_key, slug = _describe(difference.diff, difference.dialect)
         if created_key is not None:
             where = created.get(created_key) or created.get(("table", table))
@@ -102,6 +113,86 @@ def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
             {"bind": difference.bind, "table": table, "column": column, "code": difference.code},
         ))
     return findings
+
+
+def _defined_by_models(difference: Difference, models: list[sa.MetaData]) -> bool:
+    """A removal of something a model the app imports defines: env.py compares with other metadata."""
+    kind, diff = difference.diff[0], difference.diff
+    outside = [m for m in models if all(m is not t for t in difference.target)]
+    if kind == "remove_table":
+        return any(diff[1].name in m.tables for m in outside)
+    if kind == "remove_column":
+        return any(diff[2] in m.tables and diff[3].name in m.tables[diff[2]].c for m in outside)
+    if kind in ("remove_index", "remove_constraint", "remove_fk"):
+        item, table = diff[1], source.table_name(diff[1])
+        return item.name is not None and any(
+            getattr(o, "name", None) == item.name
+            for m in outside if table in m.tables
+            for o in (*m.tables[table].indexes, *m.tables[table].constraints))
+    return False
+
+
+def _wrong_metadata(project: Project, misplaced: list[Difference]) -> Finding:
+    """One finding for every removal of what the models define: the cause is env.py's target_metadata."""
+    env = os.fspath(project.directory / "env.py")
+    line, expression = _target_metadata_line(env)
+    tables = sorted({table for d in misplaced for table in [_table_of(d.diff)] if table})
+    given = sorted({t for d in misplaced for metadata in d.target for t in metadata.tables})
+    handed = f"`{expression}`" if expression else "a MetaData"
+    holds = (f"{len(given)} table{'' if len(given) == 1 else 's'}: "
+             f"{', '.join(f'`{t}`' for t in given[:5])}{', …' if len(given) > 5 else ''}"
+             if given else "no tables")
+    shown = ", ".join(f"`{t}`" for t in tables[:8])
+    shown += f" and {len(tables) - 8} more" if len(tables) > 8 else ""
+    return Finding(
+        NAME, "drift-wrong-metadata", "error",
+        f"env.py hands autogenerate {handed} ({holds}), not the MetaData the models use "
+        f"(`{_models_metadata(project)}`): {len(tables)} table{'' if len(tables) == 1 else 's'} that "
+        f"models define ({shown}) look removed to `flask db migrate` and `flask db check`",
+        relative(env), line,
+        f"set target_metadata to `{_models_metadata(project)}` (Flask-Migrate's env.py does it with "
+        "get_metadata()); do not run `flask db migrate` before that: it would write drop_table for "
+        "these tables and their data would be lost",
+        {"bind": misplaced[0].bind, "tables": tables},
+    )
+
+
+def _models_metadata(project: Project) -> str:
+    return "db.metadatas[None]" if hasattr(project.db, "metadatas") else "db.metadata"
+
+
+def _table_of(diff: tuple[Any, ...]) -> str | None:
+    kind = diff[0]
+    if kind == "remove_table":
+        return str(diff[1].name)
+    if kind == "remove_column":
+        return str(diff[2])
+    return source.table_name(diff[1])
+
+
+def _target_metadata_line(env: str) -> tuple[int | None, str | None]:
+    """The env.py line that sets what autogenerate compares with, and its expression: the
+    assignment of the name passed as `target_metadata=`, else the keyword itself (the online
+    `configure(connection=...)` call first)."""
+    try:
+        text = read_source(env)
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, ValueError):
+        return None, None
+    keywords = sorted(
+        ((not any(k.arg == "connection" for k in node.keywords), keyword)
+         for node in ast.walk(tree) if isinstance(node, ast.Call)
+         for keyword in node.keywords if keyword.arg == "target_metadata"),
+        key=lambda pair: (pair[0], pair[1].value.lineno))
+    assigned = {target.id: node for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    for _, keyword in keywords:
+        value = keyword.value
+        if isinstance(value, ast.Name) and value.id in assigned:
+            node = assigned[value.id]
+            return node.lineno, ast.get_source_segment(text, node.value)
+        return value.lineno, ast.get_source_segment(text, value)
+    return None, None
 
 
 def _removal_hint(kind: str, slug: str) -> str:
