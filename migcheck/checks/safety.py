@@ -136,7 +136,11 @@ class Watch:
             sql = _sql_text(operation.sqltext)
             if sql is None:
                 return
-            for recognized in rawsql.recognize(sql):
+            for recognized in rawsql.recognize(sql, current.context.dialect):
+                if isinstance(recognized, rawsql.IfExists):
+                    if not self._exists(current, recognized):  # does nothing
+                        continue
+                    recognized = recognized.operation
                 if isinstance(recognized, rawsql.Unchecked):
                     if recognized.table and not self._existing_table(current.bind, recognized.table):
                         continue
@@ -219,11 +223,17 @@ class Watch:
                 self._create(bind, "index", operation.index_name)
             if not self._existing_table(bind, table):
                 return
-            if operation.unique:
+            concurrently = postgresql and operation.kw.get("postgresql_concurrently")
+            if operation.unique and not (concurrently and not _autocommit(current.context)):
+                # one finding: on PostgreSQL its fix builds the index concurrently too
+                without = " without postgresql_concurrently=True" if postgresql and not concurrently else ""
+                outcome = ("it fails if the rows have duplicates, leaving an invalid index behind"
+                           if concurrently else
+                           "it fails if the rows have duplicates, and blocks writes while it builds")
                 yield ("safety-add-unique",
-                       f"adds a unique index to `{table}`, which existed before: it fails if the "
-                       "rows have duplicates, and blocks writes while it builds", table, None)
-            if postgresql:
+                       f"adds a unique index to `{table}`, which existed before{without}: {outcome}",
+                       table, None)
+            elif postgresql:
                 yield from self._concurrently(current, operation.kw, "creates", operation.index_name,
                                               table)
         elif isinstance(operation, ops.DropIndexOp):
@@ -325,6 +335,26 @@ class Watch:
 
     def _existing_column(self, bind: str | None, table: str, column: str) -> bool:
         return self._existing_table(bind, table) and (bind, "column", f"{table}.{column}") not in self.created
+
+    def _exists(self, current: _Current, conditional: rawsql.IfExists) -> bool:
+        """Whether the object a `... IF EXISTS` statement acts on is there (before the statement)."""
+        connection = current.context.connection
+        assert connection is not None
+        schema, name = conditional.schema, conditional.name
+        if current.dialect == "postgresql" and conditional.kind in ("table", "index"):
+            qualified = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name) if part)
+            found = connection.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": qualified})
+            return bool(found.scalar())
+        if conditional.kind == "index":  # only PostgreSQL has index rules
+            return True
+        inspector = sa.inspect(connection)
+        if conditional.kind == "column":
+            try:
+                columns = inspector.get_columns(conditional.table or "", schema=schema)
+            except sa.exc.NoSuchTableError:
+                return False
+            return any(column["name"] == name for column in columns)
+        return name in {*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)}
 
     def _reflected(self, current: _Current, table: str, schema: str | None, column: str) -> dict[str, Any]:
         """The column as it was when an operation of this revision first touched its table."""
