@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from migcheck import __version__
 from migcheck.checks import CHECKS, TARGETS
-from migcheck.errors import UsageError
+from migcheck.errors import InternalError, UsageError
 from migcheck.report import FORMATS
 
 if TYPE_CHECKING:
@@ -167,10 +167,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
     except KeyboardInterrupt:
         print("migcheck: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug in migcheck or an error it does not know yet
-        _explain(f"unexpected {type(exc).__name__}: {exc}. Please report this with the output "
-                 "of --verbose.", exc, args.verbose)
-        return 2
+    except InternalError as exc:  # raised in migcheck's code while env.py ran
+        return _internal_error(exc.__cause__ or exc, args.verbose)
+    except Exception as exc:  # a bug in migcheck, or an error of the project's it does not know yet
+        return _internal_error(exc, args.verbose)
     try:
         return _report(result, args, ignores, baseline)
     except UsageError as exc:
@@ -273,6 +273,24 @@ def _render(form: str, result: Run, color: bool, verbose: bool = False) -> str:
         return text.render(result, color, verbose)
     module = importlib.import_module(f"migcheck.report.{form}")
     return str(module.render(result))
+
+
+def _internal_error(exc: BaseException, verbose: bool) -> int:
+    """An exception migcheck did not expect. Raised in migcheck's own code (the innermost frame
+    that is not a library's is migcheck's), it is migcheck's bug, and says so; else it names the
+    line of the project's code that raised it."""
+    from migcheck.usercode import innermost_code
+
+    where, ours = innermost_code(exc)
+    error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if ours or where is None:
+        at = f" ({where[0]}:{where[1]})" if where else ""
+        _explain(f"internal error in migcheck{at}: {error}. This is a bug in migcheck, not in your "
+                 "project: please report it, with the output of --verbose.", exc, verbose)
+    else:
+        _explain(f"{where[0]}:{where[1]}: {error} (raised in your project's code while migcheck ran "
+                 "it; run with --verbose for the traceback).", exc, verbose)
+    return 2
 
 
 def _explain(message: str, exc: BaseException, verbose: bool) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,6 +92,29 @@ def exec_sql(connection: sa.engine.Connection, statement: str, parameters: Any =
         return connection.exec_driver_sql(statement, *args)
     legacy: Any = connection
     return legacy.execute(statement, *args)
+
+
+@contextmanager
+def unprepared(connection: sa.engine.Connection | None) -> Iterator[None]:
+    """No server-side prepared statements for what runs on `connection` in the block.
+
+    psycopg 3 prepares a query once it has run `prepare_threshold` times (default 5) on a
+    connection, and forgets it only after a statement whose status it recognizes as DDL: DDL in a
+    DO block or a function changes a table's shape unseen, and the prepared `SELECT *` then fails
+    with "cached plan must not change result type". The other drivers SQLAlchemy uses send each
+    statement unprepared (psycopg2, PyMySQL, mysqlclient) or as an unnamed statement (pg8000).
+    """
+    fairy: Any = connection.connection if connection is not None else None
+    driver = getattr(fairy, "driver_connection", None) or getattr(fairy, "connection", None)
+    if driver is None or not hasattr(driver, "prepare_threshold"):
+        yield
+        return
+    threshold = driver.prepare_threshold
+    driver.prepare_threshold = None
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = threshold
 
 
 def sequence_names(connection: sa.engine.Connection, schema: str | None) -> list[str]:

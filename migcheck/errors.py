@@ -7,6 +7,11 @@ class UsageError(Exception):
     exit_code = 2
 
 
+class InternalError(Exception):
+    """An exception raised in migcheck's own code (its cause): a bug in migcheck, reported as one,
+    never as the user's env.py, revision or app failing."""
+
+
 class UnsafeConnection(UsageError):
     """Something tried to connect to a database that is not one of migcheck's scratch databases.
 

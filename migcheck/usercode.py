@@ -19,6 +19,7 @@ _LIBRARY_DIRS = tuple(
     if path
 )
 _INSTALLED = ("site-packages", "dist-packages")  # also another environment's installed packages
+_MIGCHECK_DIR = os.path.realpath(os.path.dirname(__file__)) + os.sep
 
 
 def user_location(exc: BaseException) -> tuple[str, int] | None:
@@ -30,6 +31,20 @@ def user_location(exc: BaseException) -> tuple[str, int] | None:
         if is_user_code(frame.f_code.co_filename):
             found = (relative(frame.f_code.co_filename), lineno)
     return found
+
+
+def innermost_code(exc: BaseException) -> tuple[tuple[str, int] | None, bool]:
+    """The innermost file:line in a traceback that is not a library's (the user's code or
+    migcheck's, as `migcheck/...`), and whether it is migcheck's."""
+    found, ours = None, False
+    parent = os.path.dirname(_MIGCHECK_DIR.rstrip(os.sep))
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        path = frame.f_code.co_filename
+        if os.path.realpath(path).startswith(_MIGCHECK_DIR):
+            found, ours = (os.path.relpath(os.path.realpath(path), parent), lineno), True
+        elif is_user_code(path):
+            found, ours = (relative(path), lineno), False
+    return found, ours
 
 
 @functools.lru_cache(maxsize=4096)

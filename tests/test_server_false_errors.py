@@ -74,3 +74,68 @@ def test_enum_lifecycle_round_trips_clean(postgres: Server, project: Project, va
     result = project.run("--db-url", postgres.url, "--select", "upgrade,roundtrip,data", "--since", "base")
     assert result.code == 0, result.output
     assert "no problems" in result.out
+
+
+def _own_engine_env(project: Project) -> None:
+    """env.py as Flask-Migrate < 2.5.3 wrote it: its own engine, from the URL."""
+    project.edit("migrations/env.py", "    connectable = get_engine()\n",
+                 "    from sqlalchemy import engine_from_config, pool\n"
+                 "    connectable = engine_from_config(config.get_section(config.config_ini_section),\n"
+                 "                                     prefix='sqlalchemy.', poolclass=pool.NullPool)\n")
+
+
+@pytest.mark.parametrize("env", ["own-engine", "flask-sqlalchemy-engine"])
+def test_own_queries_are_not_prepared_on_a_reshaped_table(postgres: Server, project: Project,
+                                                          env: str) -> None:
+    """psycopg 3 prepares a query after 5 runs on a connection; DDL it does not see (in a DO block)
+    then changes the table's shape, and a prepared `SELECT *` of migcheck's would fail with "cached
+    plan must not change result type"."""
+    if env == "own-engine":
+        _own_engine_env(project)
+    down = COMMENTS
+    for number in range(1, 7):
+        revision = f"d0b10c{number}"
+        project.add_revision(
+            revision, down,
+            f'op.execute("DO $$ BEGIN ALTER TABLE post ADD COLUMN extra_{number} INTEGER; END $$")',
+            f'op.execute("DO $$ BEGIN ALTER TABLE post DROP COLUMN extra_{number}; END $$")',
+            doc=f"extra {number}")
+        down = revision
+    project.edit("sample_app/models/blog.py", "    view_count = db.Column(",
+                 "".join(f"    extra_{number} = db.Column(db.Integer)\n" for number in range(1, 7))
+                 + "    view_count = db.Column(")
+    result = project.run("--db-url", postgres.url, "--since", "base")
+    assert result.code == 0, result.output
+    assert "no problems" in result.out
+
+
+# Loaded by the migcheck subprocess (PYTHONPATH): a bug in migcheck's own code, inside the walk that
+# runs in env.py, where a user's error would be reported as env.py's or a revision's.
+INJECTED_BUG = """
+from migcheck.state import contents
+
+_real_take = contents.take
+
+
+def _buggy_take(connection, tables):
+    return _real_take(None, tables)  # fails inside migcheck/state/contents.py
+
+
+contents.take = _buggy_take
+"""
+
+
+def test_internal_error_is_not_blamed_on_the_project(postgres: Server, project: Project) -> None:
+    shim = project.path / "shim" / "site-packages"  # like an installed package: not the project's code
+    shim.mkdir(parents=True)
+    (shim / "sitecustomize.py").write_text(INJECTED_BUG)
+    env = {"PYTHONPATH": str(shim)}
+    result = project.run("--db-url", postgres.url, env=env)
+    assert result.code == 2, result.output
+    assert "migcheck: error: internal error in migcheck (migcheck/state/contents.py:" in result.err
+    assert "AttributeError" in result.err and "please report" in result.err.lower()
+    assert "env.py" not in result.output and "upgrade" not in result.out and "fix:" not in result.output
+    assert "Traceback" not in result.err
+    verbose = project.run("--db-url", postgres.url, "--verbose", env=env)
+    assert verbose.code == 2, verbose.output
+    assert "Traceback" in verbose.err and "_buggy_take" in verbose.err

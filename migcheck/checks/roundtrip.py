@@ -21,6 +21,7 @@ from alembic.script import Script
 
 from migcheck.checks import data, upgrade
 from migcheck.checks.graph import parents
+from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
 from migcheck.project import Project
@@ -84,11 +85,14 @@ def check(project: Project, already: frozenset[str] = frozenset(),
         try:
             run_env(project, functools.partial(_walk, project, untested=untested, done=done,
                                                current=current, findings=findings, rows=rows,
-                                               observers=observers, progress=progress))
+                                               observers=observers, progress=progress),
+                    passing=(_Restart,))
             return findings
         except _Restart:
             # Found while running a revision again without rows: the round-trip finding says it.
             data.drop_suspects(rows)
+        except InternalError:
+            raise
         except Exception as exc:
             key = (current[0].bind, current[0].step.revision.revision) if current else None
             if key and data.suspect(rows, key, current[0].action, exc, current[0].step, project):

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext, RevisionStep
 
 from migcheck.databases import dialects
+from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
 from migcheck.project import Project
@@ -60,6 +61,8 @@ def check(project: Project, observers: Sequence[Observer] = (), progress: Progre
 
     try:
         run_env(project, upgrade_to_heads)
+    except InternalError:
+        raise
     except Exception as exc:
         return [failure(exc, current[0] if current else None, project)]
     return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -18,14 +19,25 @@ from unittest import mock
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, RevisionStep
 
+from migcheck import compat
+from migcheck.errors import InternalError
 from migcheck.project import Project
+from migcheck.usercode import is_user_code
 
 MigrationsFn = Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
 
 
-def run_env(project: Project, fn: MigrationsFn, **defaults: Any) -> None:
-    """Execute env.py once; env.py calls `fn(heads, context)` for each database it migrates."""
-    environment = EnvironmentContext(project.config, project.script, fn=fn, as_sql=False)
+def run_env(project: Project, fn: MigrationsFn, passing: tuple[type[Exception], ...] = (),
+            **defaults: Any) -> None:
+    """Execute env.py once; env.py calls `fn(heads, context)` for each database it migrates.
+
+    `fn` is migcheck's own code: an exception raised in it (not in a callback of the user's it
+    calls) is an InternalError, also when env.py catches it; `passing` are exceptions `fn` raises
+    on purpose to end the run, let through as they are.
+    """
+    failed: list[InternalError] = []
+    environment = EnvironmentContext(project.config, project.script, fn=_own_work(fn, passing, failed),
+                                     as_sql=False)
     configure = environment.configure
 
     def configure_with_defaults(*args: Any, **kwargs: Any) -> None:
@@ -37,6 +49,44 @@ def run_env(project: Project, fn: MigrationsFn, **defaults: Any) -> None:
     environment.configure = configure_with_defaults  # type: ignore[method-assign]
     with _checked_file_config(), environment:
         project.script.run_env()
+    if failed:  # env.py caught it and went on
+        raise failed[0]
+
+
+def _own_work(fn: MigrationsFn, passing: tuple[type[Exception], ...], failed: list[InternalError]
+              ) -> MigrationsFn:
+    """`fn` as alembic calls it: migcheck's code runs between the steps alembic runs (each step
+    runs when it is yielded), with no statement of migcheck's prepared on the server (see
+    compat.unprepared), and its failures recorded in `failed` as InternalError."""
+    def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
+        walk: Iterator[RevisionStep] | None = None
+        try:
+            while True:
+                try:
+                    with compat.unprepared(context.connection):
+                        walk = walk or iter(fn(heads, context))
+                        step = next(walk)
+                except StopIteration:
+                    return
+                except passing:
+                    raise
+                except Exception as exc:
+                    if _raised_in_user_code(exc):  # a callback of env.py's (include_object, ...)
+                        raise
+                    failed.append(InternalError(str(exc)))
+                    raise failed[-1] from exc
+                yield step
+        finally:
+            close = getattr(walk, "close", None)
+            if close is not None:
+                close()
+
+    return steps
+
+
+def _raised_in_user_code(exc: BaseException) -> bool:
+    """Whether a frame of the user's code is in the traceback (from migcheck's frame inward)."""
+    return any(is_user_code(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
 LoggingState = dict[logging.Logger, tuple[int, list[logging.Handler], bool, bool]]
