@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -143,6 +145,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
             parser.error(f"--source {directory}: no such directory")
     ignores = _ignores(args.ignore, parser)
     signal.signal(signal.SIGTERM, _terminate)
+    # Before the app is imported, so that this runs after every atexit hook the app registers.
+    atexit.register(_refused_at_exit, os.getpid())
+    if not args.verbose:
+        _quiet_refusals()
     try:
         from migcheck import progress, suppress
         from migcheck.project import Options
@@ -172,10 +178,48 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
     except Exception as exc:  # a bug in migcheck, or an error of the project's it does not know yet
         return _internal_error(exc, args.verbose)
     try:
-        return _report(result, args, ignores, baseline)
+        code = _report(result, args, ignores, baseline)
     except UsageError as exc:
         _explain(str(exc), exc, args.verbose)
         return UsageError.exit_code
+    return UsageError.exit_code if _late_refusals() else code
+
+
+def _late_refusals() -> bool:
+    """Whether connections were refused after the checks (the app's timers, threads): each told."""
+    from migcheck.databases import guard
+
+    refused = guard.late_refusals()
+    for message in refused:
+        print(f"migcheck: error: {message}", file=sys.stderr)
+    return bool(refused)
+
+
+def _quiet_refusals() -> None:
+    """A refusal that an atexit hook or a thread of the app let through is told once, by migcheck,
+    in its own words: Python's traceback of it is left out (shown with --verbose)."""
+    from migcheck.errors import UnsafeConnection
+
+    unraisable, in_thread = sys.unraisablehook, threading.excepthook
+
+    def on_unraisable(info: Any) -> None:
+        if not isinstance(info.exc_value, UnsafeConnection):
+            unraisable(info)
+
+    def on_thread_error(info: Any) -> None:
+        if not isinstance(info.exc_value, UnsafeConnection):
+            in_thread(info)
+
+    sys.unraisablehook, threading.excepthook = on_unraisable, on_thread_error
+
+
+def _refused_at_exit(pid: int) -> None:
+    """The last word: a connection refused in an atexit hook of the app (or a thread that outlived
+    main()) fails the run, which has already reported, with exit 2."""
+    if os.getpid() == pid and "migcheck.databases.guard" in sys.modules and _late_refusals():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(UsageError.exit_code)  # the only way to change the exit status this late
 
 
 def _apply_config(args: argparse.Namespace) -> dict[str, str]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -209,19 +209,38 @@ with app.app_context():
     assert result.code == 0, result.output
 
 
-def test_drivers_unwrapped_after_the_run() -> None:
-    """In-process: the originals are back after the block, also when it raised."""
-    from migcheck.databases import guard
-
-    original = sqlite3.connect
-    with pytest.raises(RuntimeError), guard.guarded(lambda target: False):
-        assert sqlite3.connect is not original
-        with pytest.raises(guard.UnsafeConnection):
-            sqlite3.connect(os.devnull + ".db")
+def test_the_guard_stays_after_the_run() -> None:
+    """A fresh interpreter: after the block (also one that raised), only private SQLite gets through."""
+    script = """
+import sqlite3
+from migcheck.databases import guard
+try:
+    with guard.guarded(lambda target: True):
+        sqlite3.connect("allowed-during.db").close()
         raise RuntimeError
-    assert sqlite3.connect is original
-    assert sqlite3.dbapi2.connect is original
-    assert not any(type(finder).__name__ == "_PatchOnImport" for finder in sys.meta_path)
+except RuntimeError:
+    pass
+sqlite3.connect(":memory:").close()
+try:
+    sqlite3.connect("after.db")
+except guard.UnsafeConnection as exc:
+    print(type(exc).__name__)
+    message = str(exc)
+print(guard.late_refusals() == [message])
+"""
+    with _tmpdir() as where:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=where,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+        assert sorted(os.listdir(where)) == ["allowed-during.db"]
+    assert done.stdout.splitlines() == ["UnsafeConnection", "True"]
+
+
+@contextmanager
+def _tmpdir() -> Iterator[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as where:
+        yield where
 
 
 def test_a_driver_imported_during_the_run_is_wrapped_then() -> None:
@@ -285,3 +304,203 @@ c.execute("CREATE TABLE {table} (id INTEGER)"); c.commit()
     assert result.code == 2, result.output
     assert result.err.startswith("migcheck: error: Refused a connection to the postgresql database "
                                  f"'postgres' on {url.host}:{url.port}"), result.err
+
+
+# --- Until the process exits: what the app leaves behind -------------------------------------------
+
+LATE = "after the checks had ended"
+
+# Code that writes to {connect} once the checks are over, and the line of it that connects.
+LEFT_BEHIND = {
+    "atexit": """
+import atexit
+def _flush():
+    c = {connect}
+    {write}
+atexit.register(_flush)
+""",
+    "timer": """
+import threading, time
+def _later():
+    while threading.main_thread().is_alive():  # until main() has returned
+        time.sleep(0.02)
+    c = {connect}
+    {write}
+threading.Timer(0, _later).start()
+""",
+    "daemon-thread": """
+import atexit, threading, time
+def _later():
+    while threading.main_thread().is_alive():
+        time.sleep(0.02)
+    c = {connect}
+    {write}
+_thread = threading.Thread(target=_later, daemon=True)
+_thread.start()
+atexit.register(_thread.join, 10)
+""",
+}
+
+
+def _left_behind(kind: str, connect: str, write: str = WRITE) -> str:
+    return LEFT_BEHIND[kind].format(connect=connect, write=write)
+
+
+def _refused_late(result: object, path: str, line: int) -> None:
+    assert result.code == 2, result.output  # type: ignore[attr-defined]
+    assert "no problems" in result.out  # type: ignore[attr-defined]  # the report came first
+    assert result.err.endswith(f"{LATE}: until migcheck exits, nothing but its scratch databases "  # type: ignore[attr-defined]
+                               "may be reached. Something the app left behind (an atexit hook, a "
+                               "timer or a thread) connects to a database; do not start it when the "
+                               f"app is loaded for checks (e.g. in a testing config). It happens at "
+                               f"{path}:{line}.\n"), result.err  # type: ignore[attr-defined]
+    assert "Traceback" not in result.err  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", sorted(LEFT_BEHIND))
+def test_raw_sqlite_connection_after_the_checks_is_refused(project: Project, kind: str) -> None:
+    project.append("sample_app/extensions.py", _left_behind(kind, 'sqlite3.connect("prod.db")')
+                   .replace("import ", "import sqlite3, ", 1))
+    result = project.run()
+    assert not (project.path / "prod.db").exists(), result.output
+    _refused_late(result, "sample_app/extensions.py", project.line_of("sample_app/extensions.py", "c = "))
+
+
+def test_module_level_engine_used_at_exit_is_refused(project: Project) -> None:
+    project.append("sample_app/extensions.py", """
+import sqlalchemy
+_engine = sqlalchemy.create_engine("sqlite:///prod.db")
+""" + _left_behind("atexit", "_engine.connect()",
+                   'c.exec_driver_sql("CREATE TABLE leaked (id INTEGER)"); c.commit()'))
+    result = project.run()
+    assert not (project.path / "prod.db").exists(), result.output
+    _refused_late(result, "sample_app/extensions.py", project.line_of("sample_app/extensions.py", "c = "))
+
+
+def test_postgresql_engine_used_at_exit_is_refused(project: Project, postgres: Server) -> None:
+    url = compat.make_url(postgres.url)
+    with postgres.database() as name:
+        project.append("sample_app/extensions.py", f"""
+import sqlalchemy
+_engine = sqlalchemy.create_engine("postgresql+{compat.postgresql_driver()}://{url.username}@{url.host}:{url.port}/{name}")
+""" + _left_behind("atexit", "_engine.connect()",
+                   'c.exec_driver_sql("CREATE TABLE leaked (id INTEGER)"); c.commit()'))
+        result = project.run("--db-url", postgres.url)
+        assert postgres.tables(name) == [], result.output
+    _refused_late(result, "sample_app/extensions.py", project.line_of("sample_app/extensions.py", "c = "))
+
+
+def test_atexit_hook_of_a_module_only_the_imports_check_imported_is_refused(project: Project) -> None:
+    path = project.write("sample_app/models/forgotten.py", """
+import atexit, sqlite3
+from sample_app.extensions import db
+
+
+class Forgotten(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+
+""" + _left_behind("atexit", 'sqlite3.connect("prod.db")').replace("import atexit\n", ""))
+    relpath = str(path.relative_to(project.path))
+    result = project.run("--select", "imports")
+    assert not (project.path / "prod.db").exists(), result.output
+    assert result.code == 2, result.output
+    assert "imports-model-not-imported" in result.out or "Forgotten" in result.out, result.out
+    assert result.err.endswith(f"It happens at {relpath}:{project.line_of(relpath, 'c = ')}.\n"), result.err
+
+
+def test_atexit_connection_refused_under_flask_migcheck(project: Project) -> None:
+    project.append("sample_app/extensions.py", _left_behind("atexit", 'sqlite3.connect("prod.db")')
+                   .replace("import ", "import sqlite3, ", 1))
+    done = subprocess.run([str(Path(sys.executable).parent / "flask"), "migcheck"], cwd=project.path,
+                          env=project.env({"FLASK_APP": "sample_app:app"}), capture_output=True,
+                          text=True, timeout=120)
+    assert not (project.path / "prod.db").exists(), done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.endswith(f"It happens at sample_app/extensions.py:"
+                                f"{project.line_of('sample_app/extensions.py', 'c = ')}.\n"), done.stderr
+
+
+@pytest.mark.parametrize("door", [
+    'del sys.modules["sqlite3"], sys.modules["sqlite3.dbapi2"]\n'
+    'import sqlite3\nc = sqlite3.connect("prod.db")',
+    'import _sqlite3\nc = _sqlite3.connect("prod.db")',
+    'c = sqlite3.Connection("prod.db")',
+])
+def test_sqlite_below_the_module_is_refused(project: Project, door: str) -> None:
+    """The `sqlite3.connect` audit event is raised by the C code: no Python-level way around it."""
+    project.append("sample_app/extensions.py", f"\nimport sqlite3, sys\n{door}\n{WRITE}\n")
+    result = project.run()
+    assert not (project.path / "prod.db").exists(), result.output
+    assert result.code == 2, result.output
+    assert result.err.endswith(f"It happens at sample_app/extensions.py:"
+                               f"{project.line_of('sample_app/extensions.py', 'c = ')}.\n"), result.err
+
+
+def test_driver_imported_again_is_guarded_again(project: Project, postgres: Server) -> None:
+    url = compat.make_url(postgres.url)
+    with postgres.database() as name:
+        project.append("sample_app/extensions.py", f"""
+import sys
+import psycopg  # wrapped when imported
+for _name in [m for m in sys.modules if m == "psycopg" or m.startswith("psycopg.")]:
+    del sys.modules[_name]
+import psycopg
+c = psycopg.connect("postgresql://{url.username}@{url.host}:{url.port}/{name}")
+{WRITE}
+""")
+        result = project.run()
+        assert postgres.tables(name) == [], result.output
+    assert result.code == 2, result.output
+    assert result.err.startswith("migcheck: error: Refused a connection to the postgresql database"), \
+        result.err
+
+
+def test_refusal_in_a_forked_child_fails_the_parent(project: Project) -> None:
+    _place(project, """
+import os as os_, sqlite3
+child = os_.fork()
+if child == 0:
+    try:
+        c = sqlite3.connect("prod.db")
+        c.execute("CREATE TABLE leaked (id INTEGER)")
+    except Exception:
+        pass
+    os_._exit(0)
+os_.waitpid(child, 0)
+""", "factory")
+    result = project.run()
+    assert not (project.path / "prod.db").exists(), result.output
+    assert result.code == 2, result.output
+    assert result.err.startswith("migcheck: error: Refused a connection to the sqlite database 'prod.db'")
+    assert result.err.endswith(f"It happens at sample_app/__init__.py:"
+                               f"{project.line_of('sample_app/__init__.py', 'c = ')}.\n"), result.err
+
+
+def test_dblink_to_another_database_is_refused(project: Project, postgres: Server) -> None:
+    """A trigger that copies the data check's generated rows to another database with dblink."""
+    with postgres.database() as other:
+        path = project.add_revision("d47a00000001", "e9e549eb0d5f", f"""
+op.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+op.execute(\"\"\"CREATE FUNCTION copy_out() RETURNS trigger AS $$ BEGIN
+  PERFORM dblink_exec('dbname={other}', 'CREATE TABLE IF NOT EXISTS leaked (id integer)');
+  RETURN NEW; END $$ LANGUAGE plpgsql\"\"\")
+op.execute("CREATE TRIGGER copy_out AFTER INSERT OR UPDATE ON post FOR EACH ROW EXECUTE FUNCTION copy_out()")
+op.execute("UPDATE post SET title = title")
+""", "op.execute('DROP TRIGGER copy_out ON post'); op.execute('DROP FUNCTION copy_out()')")
+        result = project.run("--db-url", postgres.url)
+        assert postgres.tables(other) == [], result.output
+    assert result.code == 2, result.output
+    assert result.err.startswith("migcheck: error: Refused CREATE EXTENSION dblink on the scratch "
+                                 "database"), result.err
+    assert result.err.endswith(f"It happens at {path}:{project.line_of(path, 'dblink')}.\n"), result.err
+
+
+def test_given_database_with_dblink_is_refused(project: Project, postgres: Server) -> None:
+    with postgres.database() as given:
+        postgres.execute("CREATE EXTENSION dblink", database=given)
+        result = project.run("--db-url", postgres.with_(database=given))
+    assert result.code == 2, result.output
+    assert result.err == (f"migcheck: error: --db-url names the database {given!r}, which has the "
+                          "extension dblink: it connects from the server to other databases, where "
+                          "migcheck cannot see what the migrations (and the data check's generated rows) "
+                          "do. Give a database without it, or a URL without a database name.\n")

@@ -1,17 +1,26 @@
-"""The driver guard: while migcheck runs, every DB-API driver asks before it connects.
+"""The driver guard: from the start of a run until the process exits, every DB-API driver asks before
+it connects.
 
 SQLAlchemy's `do_connect` event only sees connections made through an engine's normal path; a raw
 `sqlite3.connect("real.db")`, `psycopg.connect(...)` or an engine with `creator=` goes around it.
-So the drivers' own connect functions are wrapped for the duration of the run: each connection is
-described as a Target (which server and database, or which SQLite file) and refused unless the
-policy allows it.
+So every SQLite connection is checked by an audit hook (the `sqlite3.connect` event, raised by the C
+code itself, so `_sqlite3.connect`, `sqlite3.Connection(...)` and a re-imported `sqlite3` are seen
+too), and the other drivers' own connect functions are wrapped: each connection is described as a
+Target (which server and database, or which SQLite file) and refused unless the policy allows it.
+
+During a run the policy is the scratch area's; once the run is over it lets nothing but private
+in-memory SQLite through, until the process exits: what the app leaves behind (an `atexit` hook, a
+timer, a thread) must not reach the real database after the checks. Neither the hook nor the
+wrappers are ever removed (a Python audit hook cannot be).
 
 A driver that is already imported is wrapped at once; the others are wrapped when something imports
 them (an import hook), so a driver that is not installed, or not used, costs nothing. The wrappers
-are module and class attributes: code imported after the guard starts is covered, but a function
-taken with `from sqlite3 import connect` before it started, C-level entry points such as
-`_sqlite3.connect` or `psycopg.pq.PGconn.connect`, and C extensions that link a client library
-themselves are not.
+are module and class attributes: code imported after the guard starts is covered, but C-level entry
+points such as `psycopg.pq.PGconn.connect` and C extensions that link a client library themselves
+are not.
+
+A refusal in a forked child is written to the run's refusal log as well, which the parent reads:
+the run fails there too.
 """
 
 from __future__ import annotations
@@ -63,29 +72,66 @@ def trusted() -> Iterator[None]:
         _trusted.reset(token)
 
 
+def private_only(target: Target) -> bool:
+    """The policy outside a run: a private in-memory (or temporary) SQLite database touches nothing."""
+    return target.backend == "sqlite" and target.database in ("", ":memory:")
+
+
 class Guard:
-    """The policy of one run, and the connections it refused (an app may catch the error)."""
+    """The policy in effect, and the connections refused (an app may catch the error)."""
 
     def __init__(self, allow: Allow) -> None:
         self.allow = allow
-        self.refused: list[UnsafeConnection] = []
+        self.running = False  # inside a run; after it, only private SQLite gets through
+        self.refused: list[str] = []
+        self.reported = 0  # how many of `refused` have been told to the user
+        self.pid = os.getpid()  # the process that reports; a forked child writes to `log`
+        self.log: str | None = None  # the run's refusal log (in its scratch area)
+        self.log_read = 0  # bytes of `log` already taken
 
     def check(self, target: Target) -> None:
         if _trusted.get() or self.allow(target):
             return
+        if self.running:
+            self.refuse(
+                f"Refused a connection to the {target.describe()}: migcheck only connects to its own "
+                "scratch databases. Something in the app (or its env.py) connects to the configured "
+                "database directly instead of through Flask-SQLAlchemy; make that connection lazy or "
+                "read the URL from db.engine.")
         self.refuse(
-            f"Refused a connection to the {target.describe()}: migcheck only connects to its own "
-            "scratch databases. Something in the app (or its env.py) connects to the configured "
-            "database directly instead of through Flask-SQLAlchemy; make that connection lazy or read "
-            "the URL from db.engine.")
+            f"Refused a connection to the {target.describe()} after the checks had ended: until "
+            "migcheck exits, nothing but its scratch databases may be reached. Something the app "
+            "left behind (an atexit hook, a timer or a thread) connects to a database; do not start "
+            "it when the app is loaded for checks (e.g. in a testing config).")
 
     def refuse(self, message: str) -> NoReturn:
         """Raise (and remember) a refusal that names the line of the user's code that asked."""
         where = _user_caller(sys._getframe(1))
         at = f" It happens at {where[0]}:{where[1]}." if where else ""
         refusal = UnsafeConnection(message + at)
-        self.refused.append(refusal)
+        self.refused.append(str(refusal))
+        if os.getpid() != self.pid and self.log is not None:  # a forked child: tell the parent
+            try:
+                with open(self.log, "a", encoding="utf-8") as log:
+                    log.write(str(refusal).replace("\n", " ") + "\n")
+            except OSError:
+                pass  # the run is over and its area gone: the connection is refused all the same
         raise refusal
+
+    def take(self) -> list[str]:
+        """The refusals not told yet (also those forked children logged); from now on told."""
+        found = self.refused[self.reported:]
+        self.reported = len(self.refused)
+        if self.log is not None and os.getpid() == self.pid:
+            try:
+                with open(self.log, "rb") as log:
+                    log.seek(self.log_read)
+                    logged = log.read()
+            except OSError:
+                logged = b""
+            self.log_read += len(logged)
+            found += logged.decode("utf-8", "replace").splitlines()
+        return found
 
 
 def _user_caller(frame: FrameType | None) -> tuple[str, int] | None:
@@ -107,9 +153,13 @@ def _arguments(args: Sequence[Any], kwargs: Mapping[str, Any], positional: Seque
 def sqlite_target(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Target:
     named = _arguments(args, kwargs, ("database", "timeout", "detect_types", "isolation_level",
                                       "check_same_thread", "factory", "cached_statements", "uri"))
-    database = named.get("database", "")
+    return sqlite_file_target(named.get("database", ""), bool(named.get("uri")))
+
+
+def sqlite_file_target(database: Any, uri: bool) -> Target:
+    """A SQLite connection to `database` (a path, or a `file:` URI if `uri`)."""
     database = os.fsdecode(database) if isinstance(database, (str, bytes, os.PathLike)) else str(database)
-    if named.get("uri") and database.startswith("file:"):
+    if uri and database.startswith("file:"):
         return Target("sqlite", _sqlite_uri_file(database))
     return Target("sqlite", database)
 
@@ -182,18 +232,11 @@ def dialect_target(dialect: Any, cargs: Sequence[Any], cparams: Mapping[str, Any
 
 # --- Wrapping the drivers ---------------------------------------------------------------------------
 
-class _Patch(NamedTuple):
-    owner: Any  # a module or a class
-    name: str
-    original: Any  # what the owner held: a function, a classmethod, a builtin, a bound method
-
-
 class _Patcher:
-    """Puts wrappers in place and takes them away again."""
+    """Puts wrappers in place (for the rest of the process)."""
 
     def __init__(self, guard: Guard) -> None:
         self.guard = guard
-        self.patches: list[_Patch] = []
 
     def wrap(self, owner: Any, name: str, target_of: Callable[..., Target], *, method: bool = False) -> None:
         """Check `target_of(*args, **kwargs)` before `owner.name(*args, **kwargs)` runs.
@@ -207,6 +250,8 @@ class _Patcher:
         if original is None:
             return
         function = original.__func__ if isinstance(original, classmethod) else original
+        if getattr(function, "_migcheck_guarded", False):
+            return  # a driver module imported again found the class it had, wrapped already
         guard = self.guard
 
         @functools.wraps(function)
@@ -220,18 +265,8 @@ class _Patcher:
             guard.check(target)
             return function(*args, **kwargs)
 
+        guarded_call._migcheck_guarded = True  # type: ignore[attr-defined]
         setattr(owner, name, classmethod(guarded_call) if isinstance(original, classmethod) else guarded_call)
-        self.patches.append(_Patch(owner, name, original))
-
-    def restore(self) -> None:
-        for patch in reversed(self.patches):
-            setattr(patch.owner, patch.name, patch.original)
-        self.patches.clear()
-
-
-def _patch_sqlite3(patcher: _Patcher, module: ModuleType) -> None:
-    patcher.wrap(module, "connect", lambda *a, **k: sqlite_target(a, k))
-    patcher.wrap(module.dbapi2, "connect", lambda *a, **k: sqlite_target(a, k))  # SQLAlchemy's
 
 
 def _patch_psycopg(patcher: _Patcher, module: ModuleType) -> None:
@@ -288,7 +323,6 @@ def _refuse_all(name: str) -> Callable[[_Patcher, ModuleType], None]:
 
 # module -> how to wrap it, applied once that module has been imported
 _DRIVERS: dict[str, Callable[[_Patcher, ModuleType], None]] = {
-    "sqlite3": _patch_sqlite3,
     "psycopg": _patch_psycopg,
     "psycopg2": _patch_psycopg2,
     "pymysql.connections": _patch_mysql_connection(("host", "user", "password", "database", "port",
@@ -305,15 +339,15 @@ _DRIVERS: dict[str, Callable[[_Patcher, ModuleType], None]] = {
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Wraps a driver right after its module is first imported (importing them all would be slow)."""
+    """Wraps a driver right after its module is imported (importing them all would be slow); also a
+    driver imported again after `del sys.modules[...]`, which is a new, unwrapped module."""
 
-    def __init__(self, patcher: _Patcher, pending: dict[str, Callable[[_Patcher, ModuleType], None]]) -> None:
+    def __init__(self, patcher: _Patcher) -> None:
         self.patcher = patcher
-        self.pending = pending
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        patch = self.pending.get(fullname)
+        patch = _DRIVERS.get(fullname)
         if patch is None:
             return None
         for finder in sys.meta_path:
@@ -324,13 +358,8 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _PatchingLoader(spec.loader, lambda module: self._patch(fullname, module))
+            spec.loader = _PatchingLoader(spec.loader, lambda module: patch(self.patcher, module))
         return spec
-
-    def _patch(self, fullname: str, module: ModuleType) -> None:
-        patch = self.pending.pop(fullname, None)
-        if patch is not None:
-            patch(self.patcher, module)
 
 
 class _PatchingLoader(importlib.abc.Loader):
@@ -349,23 +378,48 @@ class _PatchingLoader(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
-@contextmanager
-def guarded(allow: Allow) -> Iterator[Guard]:
-    """Wrap every DB-API driver for the duration of the block; unwrapped at exit, also on errors."""
-    guard = Guard(allow)
+_process_guard: Guard | None = None  # installed by the first run, never removed
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Every audit event of the process goes through here: keep it cheap."""
+    if event == "sqlite3.connect" and _process_guard is not None:
+        # The event does not say whether `uri=True` was given: a `file:` name is read as a URI (as a
+        # plain file name, "file:x.db" is a relative path outside the scratch area all the same).
+        _process_guard.check(sqlite_file_target(args[0], True))
+
+
+def _install() -> Guard:
+    """The process's guard: the SQLite audit hook, the wrapped drivers and the import hook."""
+    global _process_guard
+    if _process_guard is not None:
+        return _process_guard
+    guard = Guard(private_only)
     patcher = _Patcher(guard)
-    pending = {}
     for name, patch in _DRIVERS.items():
         module = sys.modules.get(name)
         if module is not None:
             patch(patcher, module)
-        else:
-            pending[name] = patch
-    hook = _PatchOnImport(patcher, pending)
-    sys.meta_path.insert(0, hook)
+    sys.meta_path.insert(0, _PatchOnImport(patcher))
+    sys.addaudithook(_audit)
+    _process_guard = guard
+    return guard
+
+
+@contextmanager
+def guarded(allow: Allow, log: str | None = None) -> Iterator[Guard]:
+    """`allow` decides during the block; after it, until the process exits, only private SQLite.
+
+    `log`: where forked children write their refusals (a file in the run's scratch area).
+    """
+    guard = _install()
+    guard.allow, guard.running, guard.log, guard.log_read = allow, True, log, 0
     try:
         yield guard
     finally:
-        if hook in sys.meta_path:
-            sys.meta_path.remove(hook)
-        patcher.restore()
+        guard.allow, guard.running = private_only, False
+
+
+def late_refusals() -> list[str]:
+    """Refusals not told yet (none if no run started in this process)."""
+    return _process_guard.take() if _process_guard is not None else []

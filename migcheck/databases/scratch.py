@@ -34,8 +34,12 @@ from migcheck import compat
 from migcheck.databases import guard
 from migcheck.databases.guard import Target
 from migcheck.databases.servers import Server, parse_url
+from migcheck.errors import UnsafeConnection
 
 _MAINTENANCE = "migcheck_maintenance"  # marks an app's connection to a MySQL server without a database
+# PostgreSQL extensions that open connections from the server itself, which no client-side guard sees.
+_REMOTE_EXTENSION = re.compile(
+    r"\bCREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(?P<name>dblink|postgres_fdw)\b", re.IGNORECASE)
 
 
 class Scratch:
@@ -172,6 +176,14 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
     def refuse_statement(conn: sa.engine.Connection, cursor: Any, statement: str, parameters: Any,
                          context: Any, executemany: bool) -> None:
         assert server is not None  # listened to only with a server
+        remote = _REMOTE_EXTENSION.search(statement)
+        if remote:
+            run_guard.refuse(
+                f"Refused CREATE EXTENSION {remote['name']} on the scratch database: {remote['name']} "
+                "connects from the PostgreSQL server to any database on it (or on another server), "
+                "where migcheck cannot see it, so the migrations' statements and the data check's "
+                "generated rows could reach a real database. Check such revisions without --db-url, "
+                "or leave the extension out of the revisions migcheck runs.")
         if conn.info.get(_MAINTENANCE) and not server.allows(statement):
             shown = " ".join(statement.split())
             run_guard.refuse(
@@ -197,12 +209,15 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
     sa.event.listen(sa.engine.Engine, "handle_error", remember_error)
     SQLAlchemy.init_app = init_app  # type: ignore[method-assign]
     try:
-        with guard.guarded(scratch.owns) as run_guard:
-            if server is not None:
-                server.open()
-            yield scratch
-        if run_guard.refused:  # the app caught the error and went on: the run still fails
-            raise run_guard.refused[0]
+        with guard.guarded(scratch.owns, os.fspath(scratch.root / "refusals")) as run_guard:
+            try:
+                if server is not None:
+                    server.open()
+                yield scratch
+            finally:  # told by the error that ends the run, or below
+                refused = run_guard.take()
+        if refused:  # the app (or a forked child of it) caught the error and went on: the run fails
+            raise UnsafeConnection(refused[0])
     finally:
         if server is not None:  # first: the sooner a Ctrl-C cannot interrupt it, the better
             _drop_server_databases(scratch, server)

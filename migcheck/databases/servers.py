@@ -113,6 +113,13 @@ class Server:
         with self._admin() as connection:
             found = [content.label for content in _contents(connection)]
             self.extensions = _extensions(connection)
+        remote = sorted(self.extensions & {"dblink", "postgres_fdw"})
+        if remote:
+            raise UsageError(
+                f"{self.origin} names the database {self.given!r}, which has the extension "
+                f"{' and '.join(remote)}: it connects from the server to other databases, where "
+                "migcheck cannot see what the migrations (and the data check's generated rows) do. "
+                "Give a database without it, or a URL without a database name.")
         if found:
             shown = ", ".join(found[:8]) + (f", and {len(found) - 8} more" if len(found) > 8 else "")
             raise UsageError(
