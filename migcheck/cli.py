@@ -129,6 +129,7 @@ def _terminate(signum: int, frame: object) -> NoReturn:
 def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
     """`prog`: the command as the user typed it, for usage and errors (`flask migcheck`)."""
     started = time.perf_counter()  # the reported time includes importing the app and the libraries
+    _safe_output()
     parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
@@ -222,6 +223,18 @@ def _refused_at_exit(pid: int) -> None:
         os._exit(UsageError.exit_code)  # the only way to change the exit status this late
 
 
+def _safe_output() -> None:
+    """From here on, no password and (in GitHub Actions) no workflow command reaches the output,
+    whoever writes it: migcheck, a library or the app (see sanitize.py)."""
+    from migcheck.sanitize import SafeStream
+
+    in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
+    if not isinstance(sys.stdout, SafeStream):
+        sys.stdout = SafeStream(sys.stdout, in_actions)
+    if not isinstance(sys.stderr, SafeStream):
+        sys.stderr = SafeStream(sys.stderr, in_actions)
+
+
 def _apply_config(args: argparse.Namespace) -> dict[str, str]:
     """Fill in the options not given on the command line from [tool.migcheck], then the database
     URL from the environment; returns where each value that is not a flag's came from."""
@@ -286,6 +299,7 @@ def _suppress(result: Run, args: argparse.Namespace, ignores: list[Ignore],
 def _print(result: Run, args: argparse.Namespace) -> None:
     """The report to --output and/or stdout; inside GitHub Actions, annotations and the summary."""
     from migcheck.report import github
+    from migcheck.sanitize import mask_passwords
 
     form = args.format or "text"
     in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
@@ -297,26 +311,31 @@ def _print(result: Run, args: argparse.Namespace) -> None:
             raise UsageError(f"Could not write the report to {args.output!r}: {exc}.") from exc
         form = "text"  # stdout keeps the readable report
     if form == "text" and in_actions and result.findings:
-        print(github.render(result))
+        getattr(sys.stdout, "commands", sys.stdout.write)(github.render(result) + "\n")  # ours: as they are
         if github.hidden(result):
             print(f"migcheck: GitHub shows only {github.LIMIT} error and {github.LIMIT} warning "
                   "annotations per step; every finding is in the report below and in the job summary")
-    print(_render(form, result, use_color(args.color or "auto", sys.stdout), args.verbose))
+    report = _render(form, result, use_color(args.color or "auto", sys.stdout), args.verbose)
+    if form == "github":
+        getattr(sys.stdout, "commands", sys.stdout.write)(report + "\n")
+    else:
+        print(report)
     if in_actions and os.environ.get("GITHUB_STEP_SUMMARY"):
         try:
             with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
-                summary.write(github.summary(result))
+                summary.write(mask_passwords(github.summary(result)))
         except OSError as exc:
             print(f"migcheck: could not write the job summary: {exc}", file=sys.stderr)
 
 
 def _render(form: str, result: Run, color: bool, verbose: bool = False) -> str:
     from migcheck.report import text
+    from migcheck.sanitize import mask_passwords
 
     if form == "text":
-        return text.render(result, color, verbose)
+        return mask_passwords(text.render(result, color, verbose))
     module = importlib.import_module(f"migcheck.report.{form}")
-    return str(module.render(result))
+    return mask_passwords(str(module.render(result)))
 
 
 def _internal_error(exc: BaseException, verbose: bool) -> int:

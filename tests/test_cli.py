@@ -59,3 +59,22 @@ def test_help_and_version_import_no_flask_or_sqlalchemy(flag: str) -> None:
                 if line.startswith("import time:")}
     assert "argparse" in imported  # the import log is there
     assert not imported & {"flask", "sqlalchemy", "alembic", "flask_sqlalchemy", "flask_migrate"}
+
+
+@pytest.mark.parametrize("password", ["S3cr3tPW", "S3c@r3t@PW", "pa:ss@word"])
+def test_password_of_a_url_that_does_not_parse_is_masked(project: Project, password: str) -> None:
+    result = project.run(env={"MIGCHECK_DATABASE_URL": f"postgresql://postgres:{password}@127.0.0.1:abc/"})
+    assert result.code == 2, result.output
+    assert result.err.startswith("migcheck: error: MIGCHECK_DATABASE_URL: 'postgresql://postgres:***@"
+                                 "127.0.0.1:abc/' is not a database URL"), result.err
+    for part in {password, *password.split("@")[1:], *password.split(":")[1:]}:
+        assert part not in result.output
+
+
+def test_passwords_in_the_apps_output_and_reports_are_masked(project: Project) -> None:
+    project.append("sample_app/extensions.py",
+                   '\nprint("connecting to mysql+pymysql://app:hunter2@db.internal/shop")\n')
+    result = project.run("--format", "json")
+    assert result.code == 0, result.output
+    assert "mysql+pymysql://app:***@db.internal/shop" in result.err
+    assert "hunter2" not in result.output

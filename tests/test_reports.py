@@ -273,3 +273,24 @@ def test_what_the_app_prints_while_loading_stays_out_of_a_machine_report(project
     assert result.code == 0, result.output
     assert json.loads(result.out)["exit_code"] == 0  # stdout is the report alone
     assert " * Loaded plugins" in result.err
+
+
+def test_github_workflow_commands_in_messages_are_escaped(project: Project) -> None:
+    """Text from an exception must not become a workflow command in the Actions log."""
+    project.append("sample_app/extensions.py",
+                   '\nraise RuntimeError("boom\\n::warning file=x.py::injected\\n##[error]old style")\n')
+    result = project.run(env={"GITHUB_ACTIONS": "true"})
+    assert result.code == 2, result.output
+    assert "%3A%3Awarning file=x.py::injected" in result.err and "##%5Berror]old style" in result.err
+    assert not any(line.lstrip().startswith("::") for line in result.output.splitlines()), result.output
+    assert "##[" not in result.output
+
+
+def test_github_annotations_stay_commands_and_findings_are_escaped(project: Project) -> None:
+    add_columns(project, "age")
+    project.append("sample_app/extensions.py", '\nprint("::set-output name=x::y")\n')
+    for args in [(), ("--format", "github")]:
+        result = project.run("--select", "drift", *args, env={"GITHUB_ACTIONS": "true"})
+        assert result.code == 1, result.output
+        assert result.out.startswith("::error file=sample_app/models/user.py,"), result.out
+        assert "%3A%3Aset-output name=x::y" in result.err, result.err
