@@ -45,5 +45,5 @@ def legacy(session: nox.Session) -> None:
 
 @nox.session
 def oldest(session: nox.Session) -> None:
-    """The floors: Flask 1.1.4, Flask-SQLAlchemy 2.5.1, SQLAlchemy 1.3.24, Flask-Migrate 2.5.3."""
+    """The floors: Flask 1.1.4, Flask-SQLAlchemy 2.5.0, SQLAlchemy 1.3.24, Flask-Migrate 2.5.0."""
     _run_lane(session, "oldest")

@@ -1,7 +1,7 @@
 """Every difference between the library versions migcheck supports, behind one named function each.
 
-migcheck runs inside the user's environment, so it meets Flask 1.1.4 to 3.x, Flask-SQLAlchemy 2.5.1
-and 3.x, SQLAlchemy 1.3.24 to 2.x, Flask-Migrate 2.5.3 to 4.x and Alembic 1.7 on (the lanes in
+migcheck runs inside the user's environment, so it meets Flask 1.1.4 to 3.x, Flask-SQLAlchemy 2.5
+and 3.x, SQLAlchemy 1.3.24 to 2.x, Flask-Migrate 2.5 to 4.x and Alembic 1.7 on (the lanes in
 noxfile.py test each). Like Alembic's `sqla_compat`, this is the one module that knows; the rest of
 migcheck calls these functions and reads as if there were one version of each library.
 
