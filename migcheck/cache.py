@@ -1,16 +1,17 @@
 """The migrated scratch database, kept between runs so that a run after a model edit is fast.
 
 An entry is the scratch database(s) at the heads of the history, plus what the walk to those heads
-reported (round-trip and data findings) and how it was made: whether it round-tripped, which
-revisions it ran with generated rows (the data check), and whether the database holds such rows.
-It is keyed on the content of every revision file up to those heads and of every project module each
-of them imports, transitively (a chain of hashes, so editing an old revision, or a model it imports,
-invalidates every entry built on it); on env.py and the project modules it imports, alembic.ini, the
-Migrate(...) options and the library versions. A revision file that reads state no file content keys
+reported (round-trip and data findings) and how it was made: whether it round-tripped, which revisions
+it ran with generated rows (the data check), and whether the database holds such rows. It is keyed on
+the content of every revision file up to those heads and of every project module each of them imports,
+transitively (a chain of hashes, so editing an old revision, or a model it imports, invalidates every
+entry built on it); on env.py and the project modules it imports, alembic.ini, the Migrate(...) options
+and the library versions; and on the starting schema (`--start-from`): its SQL file, or the module of
+its callable and the project modules that imports. A revision file that reads state no file content keys
 (the app's configuration, the environment, other files: see project/dependencies.py) is never kept, nor
-anything above it. A run restores the entry that covers the longest unchanged stretch of the history
-and walks on from there: only new or changed revisions are upgraded and round-tripped. Entries are
-verified by hash before use; a bad one is deleted.
+anything above it. A run restores the entry that covers the longest unchanged stretch of the history and
+walks on from there: only new or changed revisions are upgraded and round-tripped. Entries are verified
+by hash before use; a bad one is deleted.
 """
 
 from __future__ import annotations
@@ -92,9 +93,15 @@ def open_cache(project: Project) -> Cache | None:
               "MIGCHECK_CACHE_DIR to keep one")
         return None
     env = os.fspath(project.directory / "env.py")
-    dependencies = find_dependencies([env, *(s.path for s in project.scripts)])
+    start_files = project.start.files() if project.start else []
+    dependencies = find_dependencies([env, *(s.path for s in project.scripts), *start_files])
     digests = _Digests()
     imported = [digests.of_files(dependencies[env].files)]
+    if project.start is not None:  # the schema the walk starts from: its file, or the callable's code
+        if any(dependencies[path].opaque for path in start_files):
+            return None  # it reads state no file content keys: never kept, as such a revision
+        imported += [project.start.kind, project.start.source,
+                     *(digests.of_files(dependencies[path].files | {path}) for path in start_files)]
     return Cache(_directory(root, project, imported),
                  _chain_keys(project, dependencies, digests))
 

@@ -30,8 +30,9 @@ EXIT_CODES = """\
 exit codes:
   0  no problems (warnings and info do not fail the run)
   1  problems found
-  2  migcheck could not check: bad usage, the app does not load, or the revision
-     history cannot be read (broken revision file, cycle, missing revision)
+  2  migcheck could not check: bad usage, the app does not load, the revision
+     history cannot be read (broken revision file, cycle, missing revision), or
+     it does not start from an empty database and no --start-from says how it does
 
 Options can also be set in pyproject.toml under [tool.migcheck] (the option names
 with underscores: app, directory, select, skip, format, ignore, baseline, ...);
@@ -81,6 +82,12 @@ def _parser(prog: str = "migcheck") -> argparse.ArgumentParser:
                         help="the database type the project deploys on, which decides the safety "
                              "check's rules (default: the --db-url server's type, else the dialect "
                              "of the database URL the app is configured with)")
+    parser.add_argument("--start-from", metavar="PATH",
+                        help="the schema the history starts from, for migrations that never ran on an "
+                             "empty database: a SQL file ({dialect} in PATH becomes sqlite, postgresql or "
+                             "mysql), or module:function, called with a SQLAlchemy Connection to the "
+                             "scratch database; if it stamps alembic_version, the walk starts after that "
+                             "revision")
     parser.add_argument("--color", choices=("auto", "always", "never"),
                         help="colour the report (auto, the default: on a terminal, honouring NO_COLOR "
                              "and FORCE_COLOR)")
@@ -166,7 +173,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
                                  db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
                                  sources=tuple(args.source), cache=not args.no_cache,
                                  since=args.since, git_base=args.git_base,
-                                 target=args.target, origins=origins), step)
+                                 target=args.target, start_from=args.start_from,
+                                 origins=origins), step)
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)

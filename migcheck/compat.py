@@ -117,6 +117,14 @@ def unprepared(connection: sa.engine.Connection | None) -> Iterator[None]:
         driver.prepare_threshold = threshold
 
 
+def commit(connection: sa.engine.Connection) -> None:
+    """Commit what was run on a connection from `engine.connect()`: 1.4's future and 2.x connections
+    begin a transaction by themselves and need it; 1.3/1.4 legacy ones committed each statement."""
+    finish = getattr(connection, "commit", None)
+    if finish is not None:
+        finish()
+
+
 def sequence_names(connection: sa.engine.Connection, schema: str | None) -> list[str]:
     """PostgreSQL sequences in a schema (the inspector has `get_sequence_names` from 1.4 on)."""
     inspector = sa.inspect(connection)

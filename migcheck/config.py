@@ -8,6 +8,7 @@ does not understand stops the run (exit 2) with the key named, rather than being
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +25,7 @@ else:
 
 
 class Setting(NamedTuple):
-    kind: str  # "str", "path", "dirs", "names", "patterns", "bool" or "choice"
+    kind: str  # "str", "path", "start", "dirs", "names", "patterns", "bool" or "choice"
     choices: tuple[str, ...] = ()
 
 
@@ -46,7 +47,15 @@ SETTINGS = {
     "color": Setting("choice", ("auto", "always", "never")),
     "ignore": Setting("patterns"),
     "baseline": Setting("path"),
+    "start_from": Setting("start"),
 }
+
+_CALLABLE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def is_callable(value: str) -> bool:
+    """A starting schema given as `module:function` rather than a path (a file by that name wins)."""
+    return bool(_CALLABLE.fullmatch(value)) and not os.path.exists(value)
 
 
 class Config(NamedTuple):
@@ -104,11 +113,13 @@ def _validate(setting: Setting, value: Any, base: Path) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
-    if kind in ("str", "path", "choice"):
+    if kind in ("str", "path", "start", "choice"):
         if not isinstance(value, str) or not value:
             raise ValueError(f"expected a non-empty string, got {value!r}")
         if kind == "choice" and value not in setting.choices:
             raise ValueError(f"expected one of {', '.join(setting.choices)}, got {value!r}")
+        if kind == "start" and not is_callable(value):
+            return os.fspath(base / value)  # `{dialect}` stays in it, filled in once the run knows
         return os.fspath(base / value) if kind == "path" else value
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"expected a list of strings, got {value!r}")

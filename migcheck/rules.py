@@ -52,6 +52,16 @@ _RULES = (
          "A revision's upgrade() raised while upgrading an empty database from base to head.",
          "Fix the revision so that `flask db upgrade` runs from an empty database (on SQLite, "
          "wrap ALTERs in `op.batch_alter_table`)."),
+    Rule("upgrade-needs-start", "upgrade", "fatal",
+         "A revision acts on a table that no revision creates: the history does not start from an "
+         "empty database (installs ran `db.create_all()` and `stamp head`, or old revisions were "
+         "squashed away), so migcheck could not check it.",
+         "Give the schema the first revision expects with `--start-from` / `start_from` (a SQL file, "
+         "or `module:function`); see \"Histories that do not start from an empty database\"."),
+    Rule("upgrade-caught-error", "upgrade", "info",
+         "A revision's upgrade() caught an error an operation raised (try/except around `op.*`) and "
+         "went on, so it did less than it says; errors reported after it may follow from that.",
+         "Let the error stop the upgrade, or check first whether the operation applies."),
     Rule("drift-skipped", "drift", "info",
          "The drift check did not run because the upgrade to head failed.",
          "Fix the upgrade failure reported with it."),

@@ -14,7 +14,7 @@ from migcheck.checks import data, drift, graph, imports, roundtrip, safety, upgr
 from migcheck.databases.scratch import Scratch, scratch_area
 from migcheck.findings import Finding, Run
 from migcheck.progress import Progress, silent
-from migcheck.project import Options, Project, open_project
+from migcheck.project import Options, Project, open_project, start
 from migcheck.project.appload import load_migrate_app
 from migcheck.project.redirect import redirected_configs
 from migcheck.usercode import relative
@@ -34,10 +34,11 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
         with app.app_context():
             project = open_project(app, scratch, directory, options)
             started_from = _fresh_start(scratch)
+            begins = _begin(project)
             checked = run_checks(project, checks, progress)
     return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
-               cached=checked.cached, found=found + project.found, notes=checked.notes)
+               cached=checked.cached, found=found + project.found, notes=begins + checked.notes)
 
 
 def _fresh_start(scratch: Scratch) -> list[Finding]:
@@ -49,6 +50,14 @@ def _fresh_start(scratch: Scratch) -> list[Finding]:
                 "scratch database, which was emptied before the checks")
         for bind in scratch.reset()
     ]
+
+
+def _begin(project: Project) -> tuple[str, ...]:
+    """The starting schema on the empty scratch database, if the project has one; the summary line
+    that says where the walk starts."""
+    if project.start is None:
+        return ()
+    return (start.describe(project.start, start.lay_down(project)),)
 
 
 class Checked(NamedTuple):
@@ -113,10 +122,11 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
         if watch else None
     restored = cache.restore(kept, project, round_trip, with_rows, safety_key) if kept else None
     already = restored.revisions if restored else frozenset()
-    observers = [watch] if watch else []
+    caught = upgrade.Caught(project)
+    observers: list[upgrade.Observer] = [caught, *([watch] if watch else [])]
     if watch and restored:  # what cached in-scope revisions created is still new
         watch.created.update(restored.created)
-    with safety.watching(watch) if watch else nullcontext():
+    with upgrade.catching(caught), safety.watching(watch) if watch else nullcontext():
         if round_trip or with_rows:
             # The round trip walks from base to head too, so it stands in for the plain upgrade. For
             # the data check alone, only its revisions are round-tripped.
@@ -129,7 +139,8 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
                 walked = [f for f in walked if f.check != "roundtrip" or f.rule in data.ROW_RULES]
         else:
             walked = upgrade.check(project, observers, progress)
-    walked = (restored.findings if restored else []) + walked + (watch.findings if watch else [])
+    walked = (restored.findings if restored else []) + caught.findings + walked + (
+        watch.findings if watch else [])
     if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
         checked = (restored.data if restored else frozenset()) | with_rows
         cache.save(kept, project, walked, round_trip, checked,

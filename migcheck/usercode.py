@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import sysconfig
 import traceback
 
@@ -54,6 +55,18 @@ def is_user_code(path: str) -> bool:
         return False
     real = os.path.realpath(path)
     return not real.startswith(_LIBRARY_DIRS) and not any(part in _INSTALLED for part in real.split(os.sep))
+
+
+def calling_line(paths: tuple[str, str]) -> int | None:
+    """The line of a file (its path as imported, and its real path) that made the call being run: its
+    innermost frame on the stack."""
+    for same in (lambda name: name in paths, lambda name: os.path.realpath(name) == paths[1]):
+        frame = sys._getframe(2)
+        while frame is not None:
+            if same(frame.f_code.co_filename):
+                return frame.f_lineno
+            frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def relative(path: str) -> str:

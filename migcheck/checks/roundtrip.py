@@ -24,7 +24,7 @@ from migcheck.checks.graph import parents
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
-from migcheck.project import Project
+from migcheck.project import Project, start
 from migcheck.project.envrun import run_env
 from migcheck.pyfile import read_source
 from migcheck.state import contents, snapshot
@@ -102,6 +102,7 @@ def check(project: Project, already: frozenset[str] = frozenset(),
             else:
                 findings.append(_step_failure(exc, current[0], project))
         project.scratch.reset()
+        start.lay_down(project)
         data.restarted(rows)
 
 

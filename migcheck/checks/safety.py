@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -30,7 +29,7 @@ from migcheck import compat, rules
 from migcheck.findings import Finding
 from migcheck.project import Project
 from migcheck.state import rawsql
-from migcheck.usercode import relative
+from migcheck.usercode import calling_line, relative
 
 NAME = "safety"
 
@@ -131,7 +130,7 @@ class Watch:
         current = self._current
         if current is None:
             return
-        line = _calling_line(current.paths)
+        line = calling_line(current.paths)
         if isinstance(operation, ops.ExecuteSQLOp):
             sql = _sql_text(operation.sqltext)
             if sql is None:
@@ -381,17 +380,6 @@ def watching(watch: Watch) -> Iterator[Watch]:
     with mock.patch.object(Operations, "invoke", invoke), \
             mock.patch.object(BatchOperations, "invoke", invoke):
         yield watch
-
-
-def _calling_line(paths: tuple[str, str]) -> int | None:
-    """The line of the revision file that made the call being invoked (its innermost frame)."""
-    for same in (lambda name: name in paths, lambda name: os.path.realpath(name) == paths[1]):
-        frame = sys._getframe(2)
-        while frame is not None:
-            if same(frame.f_code.co_filename):
-                return frame.f_lineno
-            frame = frame.f_back  # type: ignore[assignment]
-    return None
 
 
 def _autocommit(context: MigrationContext) -> bool:

@@ -6,19 +6,23 @@ import logging.config
 import os
 import traceback
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
+from unittest import mock
 
 import sqlalchemy as sa
+from alembic.operations import BatchOperations, Operations, ops
 from alembic.runtime.migration import MigrationContext, RevisionStep
+from alembic.script import Script
 
 from migcheck.databases import dialects
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
-from migcheck.project import Project
+from migcheck.project import Project, created
 from migcheck.project.envrun import run_env
-from migcheck.usercode import relative, user_location
+from migcheck.usercode import calling_line, relative, user_location
 
 NAME = "upgrade"
 
@@ -68,6 +72,64 @@ def check(project: Project, observers: Sequence[Observer] = (), progress: Progre
     return []
 
 
+class Caught:
+    """Operations that raised inside a revision's upgrade() which the revision caught and went on
+    (try/except around `op.*`): it did less than it says, which explains the errors that follow.
+
+    An observer of the walk; `catching` routes every operation through `raised`. An exception seen
+    there whose step still ended is one the revision caught. A caught missing table that no revision
+    creates is the history not starting from an empty database: raised again, for `failure` to say so.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.findings: list[Finding] = []
+        self._revision: Script | None = None
+        self._raised: list[tuple[int | None, BaseException]] = []
+
+    def before(self, step: RevisionStep, context: MigrationContext) -> None:
+        self._revision, self._raised = step.revision, []
+
+    def raised(self, exc: BaseException) -> None:
+        revision = self._revision
+        if revision is not None:
+            self._raised.append((calling_line((revision.path, os.path.realpath(revision.path))), exc))
+
+    def after(self, step: RevisionStep, context: MigrationContext) -> None:
+        revision, raised = step.revision, self._raised
+        self._revision, self._raised = None, []
+        for line, exc in raised:
+            table = dialects.missing_table(exc)
+            if table is not None and not created.creators(self.project.scripts, table):
+                raise exc  # not this revision's defect: the history needs its starting schema
+            finding = Finding(
+                NAME, "upgrade-caught-error", "info",
+                f"upgrade of `{revision.revision}` caught {describe(exc)} and went on: it did less than "
+                "it says, which may explain errors reported after it", relative(revision.path), line,
+                "let the error stop the upgrade, or check first whether the operation applies",
+                {"revision": revision.revision, "error": describe(exc)})
+            if finding not in self.findings:  # the round trip may run it again after a rebuild
+                self.findings.append(finding)
+
+
+@contextmanager
+def catching(caught: Caught) -> Iterator[Caught]:
+    """Route every `op.*` / `batch_op.*` call through `caught` while the walk runs."""
+    original = Operations.invoke
+
+    def invoke(self: Any, operation: ops.MigrateOperation) -> Any:
+        try:
+            return original(self, operation)
+        except Exception as exc:
+            caught.raised(exc)
+            raise
+
+    # Both: BatchOperations derives from Operations in old Alembic, from AbstractOperations in new.
+    with mock.patch.object(Operations, "invoke", invoke), \
+            mock.patch.object(BatchOperations, "invoke", invoke):
+        yield caught
+
+
 def history_position(project: Project, steps: list[RevisionStep]) -> int:
     """The place in the whole history of the first step (the database may hold earlier ones)."""
     return len(project.scripts) - len(steps) + 1
@@ -99,6 +161,9 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
                                      "the transaction: current transaction is aborted)")
     exc = real
     where = frame_in(exc, revision.path) or (user_location(exc) if caught else None)  # maybe an older file
+    table = dialects.missing_table(exc)
+    if table is not None and not created.creators(project.scripts, table):
+        return _needs_start(exc, revision, table, where, project)
     statement = getattr(exc, "statement", None)
     details = {"revision": revision.revision, "error": describe(exc)}
     if statement:
@@ -107,8 +172,30 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
         NAME, "upgrade-failed", "error",
         f"upgrade to `{revision.revision}` ({revision.doc}) failed: {describe(exc)}{caught}",
         where[0] if where else relative(revision.path), where[1] if where else None,
-        _CAUGHT_HINT if caught else hint(exc, revision.module, project.scratch.dialect), details,
+        _CAUGHT_HINT if caught else hint(exc, revision.module, project.scratch.dialect, table, project),
+        details,
     )
+
+
+def _needs_start(exc: BaseException, revision: Script, table: str, where: tuple[str, int] | None,
+                 project: Project) -> Finding:
+    """A revision that acts on a table no revision creates: the history does not start from an empty
+    database, and migcheck was not told what it starts from (or what it was told lacks the table)."""
+    given = project.start
+    creates = f"neither the starting schema {given.shown} nor any revision creates" if given \
+        else "no revision creates"
+    message = (f"upgrade to `{revision.revision}` ({revision.doc}) acts on table `{table}`, which "
+               f"{creates} ({describe(exc)}): the history does not start from an empty database, so "
+               "migcheck could not check it")
+    fix = (f"add `{table}` to the starting schema in {given.shown} ({given.origin})" if given else
+           "give migcheck the schema the first revision expects (e.g. a dump of an old release, or "
+           "the tables `db.create_all()` made at install): `--start-from seed.sql`, or "
+           "`start_from = \"seed.sql\"` in [tool.migcheck]; a SQL file (`{dialect}` in the path picks "
+           "one per database type) or `module:function`, called with a SQLAlchemy Connection. If it "
+           "stamps alembic_version, the walk starts after that revision")
+    return Finding(NAME, "upgrade-needs-start", "fatal", message,
+                   where[0] if where else relative(revision.path), where[1] if where else None, fix,
+                   {"revision": revision.revision, "table": table, "error": describe(exc)})
 
 
 def _env_hint(exc: BaseException) -> str:
@@ -145,7 +232,8 @@ def sqlite_limit(exc: BaseException) -> bool:
     return any(limit in str(exc) for limit in _SQLITE_LIMITS)
 
 
-def hint(exc: BaseException, module: ModuleType, scratch_dialect: str) -> str:
+def hint(exc: BaseException, module: ModuleType, scratch_dialect: str, table: str | None = None,
+         project: Project | None = None) -> str:
     foreign = dialects.written_for_another_database(exc, module) if scratch_dialect == "sqlite" else None
     if foreign and not sqlite_limit(exc):
         return foreign
@@ -154,6 +242,11 @@ def hint(exc: BaseException, module: ModuleType, scratch_dialect: str) -> str:
                 "`with op.batch_alter_table(...)` (Flask-Migrate writes them that way with "
                 "Migrate(render_as_batch=True)), or run migcheck on your real database type "
                 "with --db-url")
+    later = created.creators(project.scripts, table) if table and project else []
+    if later:
+        made_by = ", ".join(f"`{s.revision}` ({relative(s.path)})" for s in later)
+        return (f"`{table}` is created by {made_by}, which does not run before this revision: make this "
+                "revision come after it (its down_revision), or create the table here")
     return "fix the revision so that `flask db upgrade` runs from an empty database"
 
 

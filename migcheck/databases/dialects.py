@@ -139,3 +139,23 @@ def _dialects_in(module: ModuleType | None) -> list[str]:
 
 def _dialect_module(name: str) -> ModuleType:
     return importlib.import_module(f"sqlalchemy.dialects.{name}")
+
+
+# What each database says when a statement names a table (or, on PostgreSQL, any relation: an index,
+# a sequence) that does not exist.
+_MISSING_TABLE = re.compile(
+    r"no such table: (?:\w+\.)?(?P<sqlite>[^\s,]+)|"  # SQLite
+    r"(?:relation|table) \"(?:[^\"]+\.)?(?P<postgresql>[^\"]+)\" does not exist|"  # PostgreSQL
+    # MySQL/MariaDB: 1146, 1051
+    r"(?:Table|Unknown table) '(?:[^'.]+\.)?(?P<mysql>[^']+)'(?: doesn't exist)?")
+
+
+def missing_table(exc: BaseException) -> str | None:
+    """The table a failed statement (or a batch operation's reflection) found missing, if that is
+    why it failed."""
+    if isinstance(exc, sa.exc.NoSuchTableError):  # op.batch_alter_table reflects the table first
+        return str(exc).rpartition(".")[2] or None
+    if not isinstance(exc, sa.exc.DBAPIError) or exc.orig is None:
+        return None
+    match = _MISSING_TABLE.search(str(exc.orig))
+    return next((name for name in match.groups() if name), None) if match else None

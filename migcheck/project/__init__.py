@@ -15,6 +15,7 @@ from flask_sqlalchemy import SQLAlchemy
 from migcheck import compat
 from migcheck.databases.scratch import Scratch
 from migcheck.errors import UsageError
+from migcheck.project.start import Start, resolve
 from migcheck.usercode import relative, user_location
 
 
@@ -26,6 +27,7 @@ class Options(NamedTuple):
     since: str | None = None  # the revisions after this one are the undeployed ones (see scope.py)
     git_base: str | None = None  # else the revision files new relative to this git ref
     target: str | None = None  # the database type the project deploys on (see checks/safety.py)
+    start_from: str | None = None  # the schema the history starts from (see start.py), as given
     # where an option's value came from, for error messages: option -> e.g. "MIGCHECK_DATABASE_URL"
     origins: dict[str, str] = {}
 
@@ -44,6 +46,7 @@ class Project(NamedTuple):
     scratch: Scratch
     options: Options
     found: tuple[str, ...] = ()  # what migcheck found by looking, for the summary
+    start: Start | None = None  # the schema the first revision expects, if not an empty database
 
     @property
     def binds(self) -> list[str | None]:
@@ -72,7 +75,18 @@ def open_project(app: Flask, scratch: Scratch, directory: str | None, options: O
     # Alembic would import every revision file again to build its map; hand it the ones we have.
     script.revision_map = RevisionMap(lambda: scripts)
     return Project(app=app, db=migrate.db, directory=path, config=config, script=script,
-                   scripts=scripts, scratch=scratch, options=options, found=found)
+                   scripts=scripts, scratch=scratch, options=options, found=found,
+                   start=_start(scratch, options))
+
+
+def _start(scratch: Scratch, options: Options) -> Start | None:
+    if not options.start_from:
+        return None
+    origin = options.origin("start_from")
+    if None not in scratch.configured:
+        raise UsageError(f"{origin}: the starting schema is run on the default database "
+                         "(SQLALCHEMY_DATABASE_URI), and the app configures none.")
+    return resolve(options.start_from, scratch.dialect, origin)
 
 
 def _migrations_directory(app: Flask, named: str) -> tuple[Path, tuple[str, ...]]:

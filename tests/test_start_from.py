@@ -1,0 +1,186 @@
+"""Histories that do not start from an empty database: `--start-from` / `start_from`.
+
+The sample app gets a `token` table that no revision creates (a fresh install made it with
+`create_all`): the new base revision `0a1e9c5d7b21` adds a column to it.
+"""
+
+from __future__ import annotations
+
+from conftest import Project
+from servers import Server
+
+LEGACY = "0a1e9c5d7b21"
+FIRST = "1f5ecceb0b09"  # sample_app's first revision, now after LEGACY
+SECOND = "428a6cc61e6a"
+SEED = "CREATE TABLE token (\n    id INTEGER NOT NULL,\n    value VARCHAR(64) NOT NULL,\n" \
+       "    PRIMARY KEY (id)\n);\n"
+TOKEN_MODEL = '''
+
+class Token(db.Model):
+    __tablename__ = "token"
+
+    id = db.Column(db.Integer, primary_key=True, autoincrement=False)
+    value = db.Column(db.String(64), nullable=False)
+    expires_at = db.Column(db.DateTime)
+'''
+
+
+def legacy_history(project: Project, upgrade: str | None = None, downgrade: str | None = None) -> str:
+    """A base revision that alters `token`, which only the seed (or the model) creates."""
+    project.append("sample_app/models/user.py", TOKEN_MODEL)
+    path = project.add_revision(
+        LEGACY, None,
+        upgrade or "op.add_column('token', sa.Column('expires_at', sa.DateTime(), nullable=True))",
+        downgrade or "op.drop_column('token', 'expires_at')", doc="update from 1.5 to 2.0")
+    project.edit(project.revision_file(FIRST), "down_revision = None", f"down_revision = {LEGACY!r}")
+    return path
+
+
+def test_history_that_alters_a_table_no_revision_creates_cannot_be_checked(project: Project) -> None:
+    path = legacy_history(project)
+    result = project.run("--no-cache")
+    assert result.code == 2, result.output
+    line = project.line_of(path, "op.add_column")
+    assert f"{path}:{line}: upgrade: " in result.out
+    assert "`token`" in result.out and LEGACY in result.out and "no revision creates" in result.out
+    assert "--start-from" in result.out and "start_from" in result.out
+    assert "fix the revision" not in result.out
+
+
+def test_start_from_a_sql_file(project: Project) -> None:
+    legacy_history(project)
+    project.write("seed.sql", SEED)
+    result = project.run("--start-from", "seed.sql")
+    assert result.code == 0, result.output
+    assert "walk started at the base revision, on the schema from seed.sql" in result.out
+
+
+def test_start_from_in_pyproject(project: Project) -> None:
+    legacy_history(project)
+    project.write("seed.sql", SEED)
+    project.write("pyproject.toml", '[tool.migcheck]\nstart_from = "seed.sql"\n')
+    result = project.run()
+    assert result.code == 0, result.output
+    # the cache keys the seed's content: another seed, another walk
+    assert project.run().code == 0
+    project.write("seed.sql", SEED.replace("value VARCHAR(64)", "value VARCHAR(32)"))
+    changed = project.run()
+    assert changed.code == 1, changed.output
+    assert "token.value" in changed.out and "from cache" not in changed.out
+
+
+def test_start_from_round_trips_the_base_revision(project: Project) -> None:
+    path = legacy_history(project, downgrade="pass")
+    project.write("seed.sql", SEED)
+    result = project.run("--no-cache", "--start-from", "seed.sql")
+    assert result.code == 1, result.output
+    assert f"{path}:{project.line_of(path, 'def downgrade')}: roundtrip: downgrade of `{LEGACY}` leaves " \
+           "column `token.expires_at` behind" in result.out
+
+
+def test_a_stamped_seed_starts_the_walk_after_its_revision(project: Project) -> None:
+    legacy_history(project)
+    # the schema of an old release at FIRST: sample_app's first revision is not run, nor LEGACY
+    project.write("seed.sql", SEED.replace("value VARCHAR(64) NOT NULL,", "value VARCHAR(64) NOT NULL,\n"
+                                           "    expires_at DATETIME,") + f"""
+CREATE TABLE tag (id INTEGER NOT NULL, name VARCHAR(50) NOT NULL, CONSTRAINT pk_tag PRIMARY KEY (id),
+    CONSTRAINT uq_tag_name UNIQUE (name));
+CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
+INSERT INTO alembic_version VALUES ('{FIRST}');
+""")
+    # sample_app's first revision would fail here: it creates `tag`, which the seed holds
+    result = project.run("--no-cache", "--start-from", "seed.sql", "--select", "upgrade,roundtrip")
+    assert "table tag already exists" not in result.output
+    assert f"walk started at {FIRST} (alembic_version in seed.sql)" in result.out
+
+
+def test_start_from_a_dialect_path_on_sqlite(project: Project) -> None:
+    legacy_history(project)
+    project.write("seed/sqlite.sql", "-- the schema a fresh install made; CREATE TABLE in a comment: no\n"
+                  + SEED.replace("CREATE TABLE token", "CREATE TABLE token /* made by create_all; */"))
+    result = project.run("--no-cache", "--start-from", "seed/{dialect}.sql")
+    assert result.code == 0, result.output
+    assert "on the schema from seed/sqlite.sql" in result.out
+    missing = project.run("--no-cache", "--start-from", "other/{dialect}.sql")
+    assert missing.code == 2
+    assert "--start-from: no such file 'other/sqlite.sql' (`{dialect}` is sqlite here)" in missing.err
+
+
+def test_start_from_a_dialect_path_on_postgresql(project: Project, postgres: Server) -> None:
+    legacy_history(project)
+    without = project.run("--db-url", postgres.url)
+    assert without.code == 2, without.output
+    assert "acts on table `token`, which no revision creates (UndefinedTable" in without.out
+    project.write("seed/postgresql.sql", """-- as pg_dump writes it
+SELECT pg_catalog.set_config('search_path', '', false);
+CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.value := lower(NEW.value); RETURN NEW; END;
+$$;
+CREATE TABLE public.token (
+    id integer NOT NULL,
+    value character varying(64) NOT NULL
+);
+ALTER TABLE ONLY public.token ADD CONSTRAINT token_pkey PRIMARY KEY (id);
+CREATE TRIGGER token_touch BEFORE INSERT ON public.token FOR EACH ROW EXECUTE FUNCTION public.touch();
+""")
+    result = project.run("--db-url", postgres.url, "--start-from", "seed/{dialect}.sql")
+    assert result.code == 0, result.output
+    assert "on the schema from seed/postgresql.sql" in result.out
+
+
+def test_start_from_a_function(project: Project) -> None:
+    legacy_history(project)
+    project.write("sample_app/install.py", '''import sqlalchemy as sa
+
+OLD = sa.MetaData()
+sa.Table("token", OLD, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+         sa.Column("value", sa.String(64), nullable=False))
+
+
+def create_schema(connection):
+    """What `flask init` of release 1.5 made."""
+    OLD.create_all(connection)
+''')
+    result = project.run("--no-cache", "--start-from", "sample_app.install:create_schema")
+    assert result.code == 0, result.output
+    assert "on the schema from sample_app.install:create_schema" in result.out
+    project.edit("sample_app/install.py", "OLD.create_all(connection)", "raise RuntimeError('no')")
+    broken = project.run("--no-cache", "--start-from", "sample_app.install:create_schema")
+    assert broken.code == 2
+    assert f"raised at sample_app/install.py:{project.line_of('sample_app/install.py', 'raise')} " \
+           "RuntimeError: no" in broken.err
+
+
+def test_a_table_a_later_revision_creates_is_still_an_upgrade_error(project: Project) -> None:
+    path = project.add_revision(LEGACY, None, "op.add_column('comment', sa.Column('x', sa.Integer()))",
+                                doc="too early")
+    project.edit(project.revision_file(FIRST), "down_revision = None", f"down_revision = {LEGACY!r}")
+    result = project.run("--no-cache")
+    assert result.code == 1, result.output
+    assert f"{path}:{project.line_of(path, 'op.add_column')}: upgrade: upgrade to `{LEGACY}` (too early) " \
+           "failed: OperationalError: no such table: comment" in result.out
+    assert "`comment` is created by `e9e549eb0d5f`" in result.out
+
+
+def test_an_upgrade_that_catches_its_own_error(project: Project) -> None:
+    path = project.add_revision("5cb310101a1f", "e9e549eb0d5f", """
+        try:
+            op.drop_column('post', 'legacy_flag')  # 1.x installs had it
+        except Exception:
+            pass
+        """, doc="drop legacy flag")
+    result = project.run("--no-cache", "--select", "upgrade,roundtrip")
+    assert result.code == 0, result.output
+    assert f"{path}:{project.line_of(path, 'op.drop_column')}: upgrade: info: upgrade of `5cb310101a1f` " \
+           "caught OperationalError: " in result.out
+    # caught on a table no revision creates: the history needs its starting schema, as when it raises
+    legacy = legacy_history(project, upgrade="""
+        try:
+            op.add_column('token', sa.Column('expires_at', sa.DateTime(), nullable=True))
+        except Exception:
+            pass
+        """)
+    result = project.run("--no-cache", "--select", "upgrade,roundtrip")
+    assert result.code == 2, result.output
+    assert f"{legacy}:{project.line_of(legacy, 'op.add_column')}: upgrade: upgrade to `{LEGACY}` " \
+           "(update from 1.5 to 2.0) acts on table `token`, which no revision creates" in result.out
