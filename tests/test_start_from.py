@@ -184,3 +184,29 @@ def test_an_upgrade_that_catches_its_own_error(project: Project) -> None:
     assert result.code == 2, result.output
     assert f"{legacy}:{project.line_of(legacy, 'op.add_column')}: upgrade: upgrade to `{LEGACY}` " \
            "(update from 1.5 to 2.0) acts on table `token`, which no revision creates" in result.out
+
+
+def test_start_from_a_mysqldump_on_mariadb(project: Project, mysql: Server) -> None:
+    legacy_history(project)
+    without = project.run("--db-url", mysql.url)
+    assert without.code == 2, without.output
+    assert "acts on table `token`, which no revision creates (" in without.out
+    project.write("seed/mysql.sql", """/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
+/*!40101 SET NAMES utf8mb4 */;
+-- a comment; with a semicolon
+CREATE TABLE `token` (
+  `id` int(11) NOT NULL,
+  `value` varchar(64) NOT NULL,
+  PRIMARY KEY (`id`)
+);
+DELIMITER ;;
+CREATE TRIGGER token_touch BEFORE INSERT ON token FOR EACH ROW BEGIN
+  SET NEW.value = LOWER(NEW.value);
+  SET NEW.value = REPLACE(NEW.value, '%;', '');
+END ;;
+DELIMITER ;
+/*!40101 SET CHARACTER_SET_CLIENT=@OLD_CHARACTER_SET_CLIENT */;
+""")
+    result = project.run("--db-url", mysql.url, "--start-from", "seed/{dialect}.sql")
+    assert result.code == 0, result.output
+    assert "on the schema from seed/mysql.sql" in result.out
