@@ -45,8 +45,9 @@ def check(project: Project) -> list[Finding]:
         differences.extend(_differences(bind, context))
         return []
 
-    run_env(project, compare, **compat.MIGRATE_DEFAULTS,
-            compare_server_default=project.options.compare_server_default and dialects.compare_server_default)
+    compare_defaults = project.options.compare_server_default and dialects.server_default_comparison(
+        project.scratch.dialect)
+    run_env(project, compare, **compat.MIGRATE_DEFAULTS, compare_server_default=compare_defaults)
     blind_spots = _sqlite_blind_spots(project) if project.scratch.dialect == "sqlite" else []
     if not differences:
         return blind_spots
@@ -79,6 +80,9 @@ def _differences(bind: str | None, context: MigrationContext) -> list[Difference
             code = "\n".join(line for line in code.splitlines()
                              if line.strip() and not line.strip().startswith("#"))
             for diff in _diff_tuples(single):
+                if diff[0] == "modify_default" and dialects.same_server_default(
+                        _show(diff[0], diff[5], context.dialect), _show(diff[0], diff[6], context.dialect)):
+                    continue
                 found.append(Difference(bind, diff, code, context.dialect, targets))
     return found
 
