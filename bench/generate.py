@@ -1,6 +1,6 @@
 """Generate a synthetic Flask-Migrate project for the benchmark: N revisions, M models.
 
-Usage: python bench/generate.py DIR [--revisions N] [--models M] [--drift]
+Usage: python bench/generate.py DIR [--revisions N] [--models M] [--drift] [--bad-downgrades]
 
 The project is what `flask db init` + one `flask db migrate` per change would give, without running
 them (that takes minutes at N=1000): the migrations directory is copied from the installed
@@ -9,8 +9,9 @@ Flask-Migrate templates, and every revision is rendered by Alembic's own autogen
 dates are derived from the revision number, so the same N and M always give the same files.
 
 Each revision either creates a model's table (with an index, and a foreign key to an earlier table)
-or adds an indexed column to an existing table; the downgrades are the exact reverse. The models at
-the end match head, unless --drift adds one model column that no migration creates.
+or adds an indexed column to an existing table; the downgrades are the exact reverse (or, with
+--bad-downgrades, all `pass`: a history that round-trips nowhere). The models at the end match head,
+unless --drift adds one model column that no migration creates.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ class Model(NamedTuple):
     source_lines: list[str]  # the column lines of the model class, in order
 
 
-def generate(root: Path, revisions: int, models: int, drift: bool = False) -> Layout:
-    """Write the project into `root` (which must be empty or missing)."""
+def generate(root: Path, revisions: int, models: int, drift: bool = False,
+             bad_downgrades: bool = False) -> Layout:
+    """Write the project into `root` (which must be empty or missing); `bad_downgrades`: every
+    downgrade is `pass`."""
     if not 1 <= models <= revisions:
         raise ValueError(f"need 1 <= models <= revisions, got {models} models, {revisions} revisions")
     if root.exists() and any(root.iterdir()):
@@ -116,7 +119,8 @@ def generate(root: Path, revisions: int, models: int, drift: bool = False) -> La
             up_revision=revision, down_revision=down_revision, message=message,
             create_date=FIRST_DATE + datetime.timedelta(minutes=17 * number),
             upgrades=render_python_code(upgrade, render_as_batch=True),
-            downgrades=render_python_code(upgrade.reverse(), render_as_batch=True),
+            downgrades=("pass" if bad_downgrades
+                        else render_python_code(upgrade.reverse(), render_as_batch=True)),
             imports="", branch_labels=None, depends_on=None, comma=format_as_comma,
         )
         (migrations / "versions" / f"{revision}_{slug}.py").write_text(text)
@@ -231,9 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", "-m", type=int, default=20, help="number of models (default 20)")
     parser.add_argument("--drift", action="store_true",
                         help="leave one model column without a migration")
+    parser.add_argument("--bad-downgrades", action="store_true", help="make every downgrade `pass`")
     args = parser.parse_args(argv)
     try:
-        layout = generate(args.directory, args.revisions, args.models, args.drift)
+        layout = generate(args.directory, args.revisions, args.models, args.drift, args.bad_downgrades)
     except ValueError as exc:
         parser.error(str(exc))
     print(f"generated {layout.revisions} revisions and {layout.models} models in {layout.root}; "

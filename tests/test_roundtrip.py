@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from conftest import Project
 
 BIO = "428a6cc61e6a"  # adds user.bio and post.view_count
@@ -165,3 +167,40 @@ def test_downgrade_sqlite_cannot_run_gets_the_batch_mode_hint(project: Project) 
     assert f"{path}:{line}: roundtrip: downgrade of `d1d100000001` raises NotImplementedError" in result.out
     assert "fix: SQLite cannot ALTER this in place: wrap the operations in `with op.batch_alter_table" \
         in result.out
+
+
+def _count_runs(project: Project, revision: str) -> Path:
+    """Make a revision's upgrade() note each run in a file; returns the file."""
+    runs = project.path / "runs.txt"
+    project.edit(project.revision_file(revision), "def upgrade():\n",
+                 f"def upgrade():\n    open({str(runs)!r}, 'a').write('run\\n')\n")
+    return runs
+
+
+def test_after_a_bad_downgrade_the_walk_goes_back_instead_of_rebuilding(project: Project) -> None:
+    # Two bad revisions after the first one: rebuilding from base after each would run the first
+    # revision's upgrade four times (upgrade, re-upgrade, two rebuilds). The first bad downgrade
+    # costs one rebuild (SQLite then walks in one transaction); the second goes back to a savepoint.
+    runs = _count_runs(project, "1f5ecceb0b09")
+    bio = project.replace_downgrade(BIO, "    pass\n")
+    comments = project.replace_downgrade(COMMENTS, "    pass\n")
+    result = project.run("--select", "roundtrip", "--no-cache")
+    assert result.code == 1, result.output
+    assert f"{bio}:{project.line_of(bio, 'def downgrade')}: roundtrip: downgrade of `{BIO}` leaves " \
+        "column `post.view_count` behind" in result.out
+    assert (f"{comments}:{project.line_of(comments, 'def downgrade')}: roundtrip: downgrade of "
+            f"`{COMMENTS}` leaves table `comment` behind") in result.out
+    assert runs.read_text().count("run") == 3
+
+
+def test_a_statement_that_cannot_run_in_a_transaction_is_not_blamed_on_the_walk(project: Project) -> None:
+    # After the first bad downgrade SQLite walks in one transaction, where VACUUM cannot run; the
+    # revision runs again the usual way, as `flask db upgrade` runs it, and passes.
+    project.replace_downgrade(BIO, "    pass\n")
+    project.edit(project.revision_file(COMMENTS), "def upgrade():\n",
+                 "def upgrade():\n    op.execute('VACUUM')\n")
+    result = project.run("--select", "upgrade,roundtrip", "--no-cache")
+    assert result.code == 1, result.output
+    assert f"downgrade of `{BIO}` leaves column `post.view_count` behind" in result.out
+    assert COMMENTS not in result.out
+    assert "VACUUM" not in result.output

@@ -476,6 +476,40 @@ def test_roundtrip_failure_is_caught_and_databases_dropped(server: Server, proje
     assert_dropped(server, project)
 
 
+def test_after_a_bad_downgrade_postgresql_goes_back_to_a_savepoint(server: Server, project: Project) -> None:
+    # PostgreSQL runs the migrations in one transaction: after each bad downgrade the walk rolls back
+    # to the savepoint before the revision, and the first revision's upgrade runs only twice (its
+    # round trip). MySQL commits every DDL statement: the scratch database is rebuilt after each.
+    runs = project.path / "runs.txt"
+    project.edit(project.revision_file("1f5ecceb0b09"), "def upgrade():\n",
+                 f"def upgrade():\n    open({str(runs)!r}, 'a').write('run\\n')\n")
+    project.replace_downgrade("428a6cc61e6a", "    pass\n")
+    comments = project.replace_downgrade("e9e549eb0d5f", "    pass\n")
+    result = run_on(server, project, "--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert "downgrade of `428a6cc61e6a` leaves column `post.view_count` behind" in result.out
+    assert (f"{comments}:{project.line_of(comments, 'def downgrade')}: roundtrip: downgrade of "
+            "`e9e549eb0d5f` leaves table `comment` behind") in result.out
+    assert runs.read_text().count("run") == (2 if server.name == "postgresql" else 4)
+
+
+def test_a_revision_that_commits_is_rebuilt_not_rolled_back(postgres: Server, project: Project) -> None:
+    # autocommit_block() commits the migrations' transaction: the savepoint is gone with it, so the
+    # walk rebuilds (and must not fail on the lost savepoint, which would abort the transaction).
+    comments = project.revision_file("e9e549eb0d5f")
+    project.edit(comments, "def upgrade():\n",
+                 "def upgrade():\n    with op.get_context().autocommit_block():\n"
+                 "        op.execute('SELECT 1')\n")
+    project.replace_downgrade("e9e549eb0d5f", "    pass\n")
+    project.add_revision("f3f300000001", "e9e549eb0d5f",
+                         "op.add_column('tag', sa.Column('colour', sa.String(8)))", "pass", "tag colour")
+    result = run_on(postgres, project, "--select", "upgrade,roundtrip")
+    assert result.code == 1, result.output
+    assert "downgrade of `e9e549eb0d5f` leaves table `comment` behind" in result.out
+    assert "downgrade of `f3f300000001` leaves column `tag.colour` behind" in result.out
+    assert "upgrade:" not in result.out
+
+
 def test_indexes_mysql_makes_for_foreign_keys_are_not_the_migrations(mysql: Server,
                                                                     project: Project) -> None:
     """MariaDB makes an index for a foreign key with no usable one, and renames it when the key is

@@ -3,9 +3,17 @@
 All in one run of env.py over one loaded script directory: for every revision from base to head,
 upgrade it, snapshot, downgrade it, compare with the snapshot from before, upgrade it again and
 compare with the snapshot from after. This also does the upgrade check's work (it ends at head), so
-the runner uses it in place of a plain upgrade. When a revision leaves the database in an unknown
-state (its downgrade raised or left something behind), the scratch database is rebuilt up to that
-revision and the walk goes on, so one bad revision does not hide the next.
+the runner uses it in place of a plain upgrade. When a revision's downgrade leaves something behind,
+the walk goes back to the state before the revision (a savepoint, databases/checkpoint.py), upgrades
+it again and goes on, so one bad revision does not hide the next. Where there is no way back (MySQL
+and MariaDB, a revision that ended the transaction, a downgrade that raised, generated rows in the
+tables), the scratch database is rebuilt up to that revision instead.
+
+SQLite runs the walk in one transaction for that (Alembic's `transactional_ddl`), but only once a
+history has shown a bad downgrade: a history whose downgrades are right never needs the way back,
+and runs exactly as `flask db upgrade` runs it, one transaction per revision. A step that fails in
+the one-transaction walk (a PRAGMA foreign_keys or a VACUUM cannot work inside a transaction) is run
+again the usual way before anything is reported.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from alembic.script import Script
 
 from migcheck.checks import data, upgrade
 from migcheck.checks.graph import parents
+from migcheck.databases import checkpoint
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
@@ -80,22 +89,31 @@ def check(project: Project, already: frozenset[str] = frozenset(),
     # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
     done = {(bind, revision) for bind in project.binds for revision in already}
     rows = data.new_state(with_rows, cached_rows)
+    # Whether the walk marks the state before each revision to go back to (see the docstring).
+    marks = [project.scratch.dialect == "postgresql"]
     while True:
         current: list[Step] = []
+        one_transaction = marks[0] and project.scratch.dialect == "sqlite"
         try:
             run_env(project, functools.partial(_walk, project, untested=untested, done=done,
                                                current=current, findings=findings, rows=rows,
-                                               observers=observers, progress=progress),
-                    passing=(_Restart,))
+                                               observers=observers, progress=progress, marks=marks),
+                    passing=(_Restart,), **({"transactional_ddl": True} if one_transaction else {}))
             return findings
         except _Restart:
             # Found while running a revision again without rows: the round-trip finding says it.
             data.drop_suspects(rows)
+            marks[0] = project.scratch.dialect in ("sqlite", "postgresql")
         except InternalError:
             raise
         except Exception as exc:
             key = (current[0].bind, current[0].step.revision.revision) if current else None
-            if key and data.suspect(rows, key, current[0].action, exc, current[0].step, project):
+            if one_transaction and key:  # run it again as flask db would before reporting anything
+                marks[0] = False
+                done.discard(key)
+                findings[:] = [f for f in findings if f.check != NAME
+                               or f.details.get("revision") != key[1]]
+            elif key and data.suspect(rows, key, current[0].action, exc, current[0].step, project):
                 done.discard(key)  # run it again, without rows, to see whether they are the cause
             elif not current or current[0].action == "upgrade":
                 return findings + [upgrade.failure(exc, current[0].step if current else None, project)]
@@ -108,8 +126,8 @@ def check(project: Project, already: frozenset[str] = frozenset(),
 
 def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
           done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding],
-          rows: data.State, observers: Sequence[upgrade.Observer], progress: Progress
-          ) -> Iterator[RevisionStep]:
+          rows: data.State, observers: Sequence[upgrade.Observer], progress: Progress,
+          marks: list[bool]) -> Iterator[RevisionStep]:
     """The steps for alembic to run; it runs each one before asking for the next."""
     connection = context.connection
     assert connection is not None
@@ -128,39 +146,53 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
     before = snapshot.take(connection, context.version_table)
     steps = project.script._upgrade_revs("heads", heads)  # type: ignore[arg-type]
     for number, step in enumerate(steps, upgrade.history_position(project, steps)):
-        progress(NAME, number, len(project.scripts))
         revision = step.revision
-        fresh = (bind, revision.revision) not in done
-        tested = fresh and revision.revision not in untested
-        with_rows = fresh and revision.revision in rows.scope
-        tables = snapshot.tables(before)
-        held = contents.take(connection, tables) if tested or with_rows else None
-        if with_rows and held is not None and held.empty():
-            findings += data.fill(rows, connection, bind, revision, held.empty(),
-                                  project.scratch.errors)
-            held = contents.take(connection, tables)
-        yield from run("upgrade", step)
-        after = snapshot.take(connection, context.version_table)
-        if not tested:
-            before = after
-            continue
-        done.add((bind, revision.revision))
-        yield from run("downgrade", RevisionStep(revision_map, revision, False))
-        _compare(before, snapshot.take(connection, context.version_table), after, revision, findings)
-        assert held is not None
-        _compare_rows(held, contents.take(connection, tables), revision, findings)
-        yield from run("re-upgrade", RevisionStep(revision_map, revision, True))
-        again = snapshot.take(connection, context.version_table)
-        if snapshot.differences(after, again):
-            findings.append(_finding(
-                "roundtrip-reupgrade-differs", revision,
-                f"re-upgrade of `{revision.revision}` after its downgrade gives a different schema: "
-                + "; ".join(f"{what} {kind}" + (f" ({detail})" if detail else "")
-                            for kind, what, detail in snapshot.differences(after, again)),
-                "upgrade() must give the same schema from the state before it; look for "
-                "objects that the downgrade leaves behind and the upgrade then skips"))
-            raise _Restart
-        before = again
+        while True:  # twice when the revision's round trip failed and the walk went back before it
+            progress(NAME, number, len(project.scripts))
+            fresh = (bind, revision.revision) not in done
+            tested = fresh and revision.revision not in untested
+            with_rows = fresh and revision.revision in rows.scope
+            tables = snapshot.tables(before)
+            held = contents.take(connection, tables) if tested or with_rows else None
+            if with_rows and held is not None and held.empty():
+                findings += data.fill(rows, connection, bind, revision, held.empty(),
+                                      project.scratch.errors)
+                held = contents.take(connection, tables)
+            # Going back keeps the rows in the tables, where a rebuild would empty them: with rows,
+            # the rebuild, so that what the data check sees does not depend on the way back.
+            mark = checkpoint.take(connection) if (
+                tested and marks[0] and not rows.filled.get(bind) and not rows.cached[0]) else None
+            yield from run("upgrade", step)
+            after = snapshot.take(connection, context.version_table)
+            if not tested:
+                before = after
+                break
+            done.add((bind, revision.revision))
+            yield from run("downgrade", RevisionStep(revision_map, revision, False))
+            try:
+                _compare(before, snapshot.take(connection, context.version_table), after, revision,
+                         findings)
+                assert held is not None
+                _compare_rows(held, contents.take(connection, tables), revision, findings)
+            except _Restart:
+                if mark and checkpoint.restore(connection, mark):
+                    continue  # at the state before the revision (`before`): upgrade it, untested
+                raise
+            yield from run("re-upgrade", RevisionStep(revision_map, revision, True))
+            again = snapshot.take(connection, context.version_table)
+            if snapshot.differences(after, again):
+                findings.append(_finding(
+                    "roundtrip-reupgrade-differs", revision,
+                    f"re-upgrade of `{revision.revision}` after its downgrade gives a different "
+                    "schema: " + "; ".join(f"{what} {kind}" + (f" ({detail})" if detail else "")
+                                           for kind, what, detail in snapshot.differences(after, again)),
+                    "upgrade() must give the same schema from the state before it; look for "
+                    "objects that the downgrade leaves behind and the upgrade then skips"))
+                raise _Restart
+            if mark:
+                checkpoint.forget(connection, mark)
+            before = again
+            break
 
 
 @contextmanager

@@ -1,0 +1,80 @@
+"""Going back to a state the round trip passed, without rebuilding the database from base.
+
+A mark is a savepoint in the transaction the migrations run in; restoring it rolls back whatever
+ran since, DDL included. That holds where DDL is transactional: PostgreSQL, and SQLite once the
+walk runs in one transaction (roundtrip.py asks Alembic for that: `transactional_ddl=True`, after
+which the savepoint is the transaction's start as far as the pysqlite driver knows). MySQL and
+MariaDB commit at every DDL statement: no mark there, and the walk rebuilds from base instead.
+
+A revision can end the transaction a mark lives in (`op.get_context().autocommit_block()`, a COMMIT
+of its own): then the mark is gone, and `restore` says so instead of failing, since on PostgreSQL
+a failed statement would abort the migrations' transaction. These three functions are the walk's
+only way back; another way (e.g. a clone of a server database kept per revision) fits behind them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+_NAME = "migcheck_before_revision"
+_TRANSACTIONAL = ("sqlite", "postgresql")
+
+
+class Mark(NamedTuple):
+    transaction: Any  # what tells the transaction the savepoint lives in from a later one
+
+
+def take(connection: sa.engine.Connection) -> Mark | None:
+    """A mark of the state now, or None where rolling back would not undo DDL."""
+    if connection.dialect.name not in _TRANSACTIONAL:
+        return None
+    _run(connection, f"SAVEPOINT {_NAME}")  # on SQLite outside a transaction, it starts one
+    return Mark(_transaction(connection))
+
+
+def restore(connection: sa.engine.Connection, mark: Mark) -> bool:
+    """Back to the state at `mark`, which is then gone; False when that cannot be done (the
+    transaction it lived in ended), and nothing changed."""
+    if _transaction(connection) != mark.transaction:
+        return False
+    try:
+        _run(connection, f"ROLLBACK TO SAVEPOINT {_NAME}")
+    except sqlite3.OperationalError:  # "no such savepoint": SQLite's statement fails alone
+        return False
+    _run(connection, f"RELEASE SAVEPOINT {_NAME}")
+    return True
+
+
+def forget(connection: sa.engine.Connection, mark: Mark) -> None:
+    """The state at `mark` is no longer needed (what ran since stays)."""
+    if _transaction(connection) == mark.transaction:
+        # SQLite: gone with a COMMIT and a new BEGIN of the revision's own, and the statement fails alone
+        with contextlib.suppress(sqlite3.OperationalError):
+            _run(connection, f"RELEASE SAVEPOINT {_NAME}")
+
+
+def _transaction(connection: sa.engine.Connection) -> Any:
+    """Something equal for two calls in the same transaction only (on SQLite: in one at all; a
+    savepoint that a COMMIT and a new BEGIN took away fails alone there, see restore)."""
+    if connection.dialect.name == "sqlite":
+        return bool(connection.connection.in_transaction)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute("SELECT now()")  # the transaction's start time: a later one has a later one
+        row = cursor.fetchone()
+        return row[0] if row else None
+    finally:
+        cursor.close()
+
+
+def _run(connection: sa.engine.Connection, statement: str) -> None:
+    """On the driver's own cursor: SQLAlchemy keeps no account of these savepoints."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
