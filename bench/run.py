@@ -25,6 +25,7 @@ import argparse
 import datetime
 import hashlib
 import importlib.metadata
+import importlib.util
 import io
 import os
 import platform
@@ -58,6 +59,7 @@ class Sample(NamedTuple):
     seconds: float
     peak_mb: float
     code: int
+    cpu: float = 0.0  # user + system seconds of the process tree
 
 
 class Place(NamedTuple):
@@ -75,6 +77,7 @@ class Tool(NamedTuple):
     env: dict[str, str]
     place: str
     before: Callable[[], None] | None = None  # run before each sample, untimed
+    codes: tuple[int, ...] = (0,)  # the exit codes of a passing run (1: migcheck reporting findings)
 
 
 class Result(NamedTuple):
@@ -90,27 +93,27 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Sampl
         out.flush()
         code = subprocess.run([sys.executable, str(BENCH / "rusage.py"), usage.name, *argv], cwd=cwd, env=env,
                               stdout=out, stderr=subprocess.STDOUT).returncode
-        seconds, kib = (float(value) for value in usage.read().split())
-        out.write(f"# {seconds:.2f} s, {kib / 1024:.0f} MB, exit {code}\n".encode())
-    return Sample(seconds, kib / 1024, code)
+        seconds, kib, cpu = (float(value) for value in usage.read().split())
+        out.write(f"# {seconds:.2f} s, {cpu:.2f} s CPU, {kib / 1024:.0f} MB, exit {code}\n".encode())
+    return Sample(seconds, kib / 1024, code, cpu)
 
 
 def sample(tool: Tool, log: Path) -> Sample:
     if tool.before:
         tool.before()
-    total, peak = 0.0, 0.0
+    total, peak, cpu = 0.0, 0.0, 0.0
     for argv in tool.steps:
         one = measure(argv, tool.cwd, tool.env, log)
-        total, peak = total + one.seconds, max(peak, one.peak_mb)
-        if one.code != 0:
-            return Sample(total, peak, one.code)
-    return Sample(total, peak, 0)
+        total, peak, cpu = total + one.seconds, max(peak, one.peak_mb), cpu + one.cpu
+        if one.code not in tool.codes:
+            return Sample(total, peak, one.code, cpu)
+    return Sample(total, peak, 0, cpu)
 
 
 def run_tools(tools: list[Tool], repeat: int, logs: Path, label: str) -> list[Result]:
     """One untimed run of each tool (must pass), then `repeat` timed rounds, interleaved."""
     failures: dict[int, str] = {}
-    names = [f"{label}-{re.sub(r'[^a-z0-9]+', '', tool.place)}-{tool.key}" for tool in tools]
+    names = [f"{label}-{re.sub(r'[^a-z0-9]+', '', tool.place.lower())}-{tool.key}" for tool in tools]
     for number, tool in enumerate(tools):
         log = logs / f"{names[number]}-warmup.log"
         first = sample(tool, log)
@@ -125,7 +128,8 @@ def run_tools(tools: list[Tool], repeat: int, logs: Path, label: str) -> list[Re
                 one = sample(tool, logs / f"{names[number]}-{round_}.log")
                 samples[number].append(one)
                 print(f"  [{label} {round_ + 1}/{repeat}] {tool.label}{_where(tool)}: {one.seconds:.2f} s, "
-                      f"{one.peak_mb:.0f} MB{'' if one.code == 0 else f', exit {one.code}'}", flush=True)
+                      f"{one.cpu:.2f} s CPU, {one.peak_mb:.0f} MB"
+                      f"{'' if one.code == 0 else f', exit {one.code}'}", flush=True)
     return [Result(tool, samples[number], failures.get(number)) for number, tool in enumerate(tools)]
 
 
@@ -141,7 +145,8 @@ def base_env(database_url: str, tmpdir: Path) -> dict[str, str]:
     """The caller's environment without anything that would change what the tools do."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("FLASK_", "MIGCHECK_", "PYTEST_", "GITHUB_"))
-           and key not in ("DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV", "FORCE_COLOR", "TMPDIR")}
+           and key not in ("DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV", "FORCE_COLOR", "TMPDIR",
+                           "PYTHONDONTWRITEBYTECODE")}  # as users run them: bytecode cached
     tmpdir.mkdir(parents=True, exist_ok=True)
     env.update(DATABASE_URL=database_url, NO_COLOR="1", TMPDIR=str(tmpdir))
     return env
@@ -212,14 +217,21 @@ def migcheck_has_cache() -> bool:
 
 
 def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Path | None,
-              configured_url: str, cache: bool, previous: Layout | None = None) -> list[Tool]:
+              configured_url: str, cache: bool, ci_repo: Path | None = None,
+              bad: Layout | None = None) -> list[Tool]:
     python = sys.executable
     tmpdir = place.directory / "tmp"
     fresh = place.directory / "fresh.sqlite"
     fresh_url = f"sqlite:///{fresh}"
+    migrated = place.directory / "migrated.sqlite"
 
     def remove_fresh() -> None:
         fresh.unlink(missing_ok=True)
+
+    def migrate_once() -> None:  # what `flask db check` needs: a database at head
+        if not migrated.exists():
+            subprocess.run([python, "-m", "flask", "--app", layout.app, "db", "upgrade"], cwd=layout.root,
+                           env=base_env(f"sqlite:///{migrated}", tmpdir), check=True, capture_output=True)
 
     migcheck = [python, "-m", "migcheck", "--app", layout.app]
     # migcheck's cache of migrated scratch databases: private to this benchmark run.
@@ -239,13 +251,19 @@ def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Pat
             Tool("migcheck-warm", "migcheck, warm cache", [migcheck], layout.root, migcheck_env, place.name,
                  edit_models),
         ]
-        if previous is not None:
-            tools.append(Tool("migcheck-ci", "migcheck, CI: cache of the previous commit + 1 new revision",
-                              [migcheck], layout.root,
+        if ci_repo is not None:
+            tools.append(Tool("migcheck-ci", "migcheck, CI: a branch with 1 new revision, main's cache",
+                              [migcheck], ci_repo,
                               {**migcheck_env, "MIGCHECK_CACHE_DIR": str(place.directory / "ci-cache")},
-                              place.name, ci_cache(previous, place, migcheck_env)))
+                              place.name, ci_cache(ci_repo, layout.app, place, migcheck_env)))
+        tools.append(Tool("flask-check", "flask db check (migrated database)", [flask_db + ["check"]],
+                          layout.root, base_env(f"sqlite:///{migrated}", tmpdir), place.name, migrate_once))
     else:
         tools.append(Tool("migcheck", "migcheck", [migcheck], layout.root, migcheck_env, place.name))
+    if bad is not None:
+        tools.append(Tool("migcheck-bad", "migcheck --no-cache, every downgrade `pass`",
+                          [[python, "-m", "migcheck", "--app", bad.app, "--no-cache"]], bad.root,
+                          migcheck_env, place.name, codes=(1,)))
     tools.append(Tool("pipeline", "flask db pipeline (4 processes)",
                       [flask_db + ["upgrade"], flask_db + ["check"], flask_db + ["downgrade", "base"],
                        flask_db + ["upgrade"]], layout.root, base_env(fresh_url, tmpdir), place.name,
@@ -261,33 +279,97 @@ def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Pat
     return tools
 
 
-def previous_commit(layout: Layout, target: Path) -> Layout:
-    """The project as it was one commit before: the same files less the newest revision (so its
-    models are one migration ahead, as when a pull request adds a model change and its revision)."""
+def git_repository(layout: Layout, target: Path) -> Path:
+    """A copy of the project as a git repository, as CI checks out a pull request: branch `main`
+    holds the project less its newest revision (its models one migration ahead, as when a pull
+    request adds a model change and its revision), branch `feature` (checked out) adds the revision."""
     shutil.copytree(layout.root, target, ignore=shutil.ignore_patterns("__pycache__"))
     head = hashlib.sha1(f"migcheck-bench-{layout.revisions - 1}".encode()).hexdigest()[:12]
     [newest] = (target / "migrations" / "versions").glob(f"{head}_*.py")  # as generate.py names it
+    text = newest.read_text()
     newest.unlink()
-    return layout._replace(root=target, revisions=layout.revisions - 1)
+    (target / ".gitignore").write_text("__pycache__/\n*.sqlite\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+                        "-c", "init.defaultBranch=main", *args], cwd=target, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "main")
+    git("checkout", "-q", "-b", "feature")
+    newest.write_text(text)
+    git("add", "-A")
+    git("commit", "-q", "-m", "one new revision")
+    return target
 
 
-def ci_cache(previous: Layout, place: Place, env: dict[str, str]) -> Callable[[], None]:
-    """What the GitHub Action restores before a run: the cache directory that a run on the previous
-    commit (the same history less its newest revision) saved. Made once, copied in before each run."""
+def ci_cache(repo: Path, app: str, place: Place, env: dict[str, str]) -> Callable[[], None]:
+    """What the GitHub Action restores before a run on a pull request: the cache directory that a
+    run on the base branch, in the same checkout, saved. Made once, copied in before each run."""
     saved, restored = place.directory / "ci-cache-saved", place.directory / "ci-cache"
 
     def restore() -> None:
-        if not saved.exists():  # exit 1: the models are ahead of this history (drift); still cached
-            done = subprocess.run([sys.executable, "-m", "migcheck", "--app", previous.app],
-                                  cwd=previous.root, env={**env, "MIGCHECK_CACHE_DIR": str(saved)},
-                                  capture_output=True, text=True)
+        if not saved.exists():  # exit 1: the models are ahead of main's history (drift); still cached
+            subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, check=True)
+            try:
+                done = subprocess.run([sys.executable, "-m", "migcheck", "--app", app],
+                                      cwd=repo, env={**env, "MIGCHECK_CACHE_DIR": str(saved)},
+                                      capture_output=True, text=True)
+            finally:
+                subprocess.run(["git", "checkout", "-q", "feature"], cwd=repo, check=True)
             if done.returncode not in (0, 1) or not any(saved.glob("*/*/manifest.json")):
-                raise SystemExit(f"bench: the run on the previous commit saved no cache:\n{done.stdout}"
-                                 f"{done.stderr}")
+                raise SystemExit(f"bench: the run on main saved no cache:\n{done.stdout}{done.stderr}")
         shutil.rmtree(restored, ignore_errors=True)
         shutil.copytree(saved, restored)
 
     return restore
+
+
+def postgres_tools(layout: Layout, server_url: str, tmpdir: Path, configured_url: str) -> list[Tool]:
+    """On a PostgreSQL server: migcheck with `--db-url` (it creates and drops its own database, no
+    cache) against the `flask db` pipeline on a database of the same server, made afresh before
+    each of its runs (and dropped at exit)."""
+    import atexit
+    import secrets
+
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    url = sa.engine.make_url(server_url)
+    if url.drivername == "postgresql":  # the app needs a driver that is installed
+        for driver in ("psycopg", "psycopg2"):
+            if importlib.util.find_spec(driver) is not None:
+                url = url.set(drivername=f"postgresql+{driver}")
+                break
+    name = f"migcheck_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+    def fresh_database() -> None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+
+    def drop_database() -> None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+
+    atexit.register(drop_database)
+    python = sys.executable
+    flask_db = [python, "-m", "flask", "--app", layout.app, "db"]
+    app_env = base_env(url.set(database=name).render_as_string(hide_password=False), tmpdir)
+    server = url.set(database=None).render_as_string(hide_password=False)
+    return [
+        Tool("migcheck", "migcheck --no-cache", [[python, "-m", "migcheck", "--app", layout.app, "--no-cache",
+                                                  "--db-url", server]], layout.root,
+             {**base_env(configured_url, tmpdir), "MIGCHECK_CACHE_DIR": str(tmpdir / "cache")}, PG_PLACE),
+        Tool("pipeline", "flask db pipeline (4 processes)",
+             [flask_db + ["upgrade"], flask_db + ["check"], flask_db + ["downgrade", "base"],
+              flask_db + ["upgrade"]], layout.root, app_env, PG_PLACE, fresh_database),
+    ]
+
+
+PG_PLACE = "PostgreSQL server"
 
 
 class SizeResult(NamedTuple):
@@ -299,7 +381,7 @@ class SizeResult(NamedTuple):
 
 
 def bench_size(revisions: int, models: int, work: Path, where: list[Place], repeat: int,
-               pa_python: Path | None) -> SizeResult:
+               pa_python: Path | None, postgres: str | None = None) -> SizeResult:
     label = f"N{revisions}-M{models}"
     print(f"== {label}", flush=True)
     size_dir = work / label
@@ -310,10 +392,13 @@ def bench_size(revisions: int, models: int, work: Path, where: list[Place], repe
     pa_root = pytest_alembic_copy(layout, size_dir / "pytest-alembic-project") if pa_python else None
     configured = size_dir / "configured.sqlite"  # what the app is configured with: must stay untouched
     cache = migcheck_has_cache()
-    previous = previous_commit(layout, size_dir / "previous") if cache else None
+    repo = git_repository(layout, size_dir / "repository") if cache else None
+    bad = generate(size_dir / "bad-project", revisions, models, bad_downgrades=True)
     tools = [tool for place in where
              for tool in tools_for(layout, place._replace(directory=place.directory / label), pa_root,
-                                   pa_python, f"sqlite:///{configured}", cache, previous)]
+                                   pa_python, f"sqlite:///{configured}", cache, repo, bad)]
+    if postgres:
+        tools += postgres_tools(layout, postgres, work / label / "pg-tmp", f"sqlite:///{configured}")
     results = run_tools(tools, repeat, size_dir / "logs", label)
     return SizeResult(revisions, models, generate_seconds, results, configured.exists())
 
@@ -393,6 +478,37 @@ def _per_revision(result: Result | None, revisions: int) -> str:
 def _ratio(a: Result | None, b: Result | None) -> str:
     top, bottom = _median(a), _median(b)
     return "–" if top is None or bottom is None else f"{top / bottom:.2f}×"
+
+
+def _cpu_median(result: Result | None) -> float | None:
+    if result is None or not result.samples:
+        return None
+    return statistics.median(s.cpu for s in result.samples)
+
+
+def _cpu_cell(result: Result) -> str:
+    if result.failure or not result.samples:
+        return "–"
+    times = sorted(s.cpu for s in result.samples)
+    spread = f" ({times[0]:.2f}–{times[-1]:.2f})" if len(times) > 1 else ""
+    return f"{statistics.median(times):.2f} s{spread}"
+
+
+def _both_ratios(a: Result | None, b: Result | None) -> str:
+    """Wall and CPU ratio of the medians, e.g. `0.93× (CPU 0.88×)`."""
+    wall = _ratio(a, b)
+    top, bottom = _cpu_median(a), _cpu_median(b)
+    return wall if top is None or bottom is None or not bottom else f"{wall} (CPU {top / bottom:.2f}×)"
+
+
+# The ratios issue #20 sets targets for: (label, numerator, denominator, target).
+TARGETS = (
+    ("every downgrade `pass` / correct downgrades (both --no-cache)", "migcheck-bad", "migcheck", "≤ 1.5×"),
+    ("warm / `flask db check` on a migrated database", "migcheck-warm", "flask-check", "≤ 0.8×"),
+    ("--no-cache / up + down in one process (the floor)", "migcheck", "updown", "≤ 1.0×"),
+    ("--no-cache / flask db pipeline", "migcheck", "pipeline", "PostgreSQL: ≤ 0.8×"),
+    ("CI (branch, main's cache) / --no-cache", "migcheck-ci", "migcheck", "–"),
+)
 
 
 def machine() -> list[str]:
@@ -476,6 +592,18 @@ def report(sizes: list[SizeResult], start: list[Result], context: Context) -> st
            "commands, pytest-alembic and the baseline do; migcheck's scratch database is disposable and "
            "skips that (`PRAGMA synchronous = OFF`), so on a busy disk most of the other tools' time is "
            "waiting for the disk. On tmpfs nothing waits for a disk: those rows compare the work done.", "",
+           "## Ratios", "",
+           "Each ratio is of medians measured in this run, wall time first, then CPU time (user + system "
+           "of the process tree, which a busy machine disturbs less than wall time); the targets are "
+           "issue #20's.", "",
+           "| N / M | databases on | " + " | ".join(f"{name} (target {target})"
+                                                  for name, _, _, target in TARGETS) + " |",
+           "| --- | --- | " + " | ".join("---:" for _ in TARGETS) + " |",
+           *[f"| {size.revisions} / {size.models} | {place} | "
+             + " | ".join(_both_ratios(by_key[top], by_key[bottom])
+                          if top in by_key and bottom in by_key else "–" for _, top, bottom, _ in TARGETS)
+             + " |"
+             for size, place, by_key in rows], "",
            "## Wall time", "",
            "| N / M | databases on | " + " | ".join(labels[k] for k in keys)
            + " | migcheck / pipeline | migcheck / pytest-alembic | migcheck / (up + down) |",
@@ -486,6 +614,12 @@ def report(sizes: list[SizeResult], start: list[Result], context: Context) -> st
                    + " | ".join(_time_cell(by_key[k]) if k in by_key else "–" for k in keys)
                    + f" | {_ratio(mig, by_key.get('pipeline'))} | {_ratio(mig, by_key.get('pytest-alembic'))}"
                    f" | {_ratio(mig, by_key.get('updown'))} |")
+    out += ["", "## CPU time", "", "User + system time of each command's process tree (median, min–max).", "",
+            "| N / M | databases on | " + " | ".join(labels[k] for k in keys) + " |",
+            "| --- | --- | " + " | ".join("---:" for _ in keys) + " |"]
+    for size, place, by_key in rows:
+        out.append(f"| {size.revisions} / {size.models} | {place} | "
+                   + " | ".join(_cpu_cell(by_key[k]) if k in by_key else "–" for k in keys) + " |")
     out += ["", "Per revision (median wall time / N). The work per revision grows with the schema for "
             "every tool alike (Alembic's batch mode rebuilds, and reflects, a wider table with a longer "
             "foreign-key chain); migcheck adds no growth of its own: its ratio to the up + down floor "
@@ -542,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="put the databases in the work directory only, not also on /dev/shm")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one migcheck run at the largest size")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also time migcheck --db-url URL and the flask db pipeline on this PostgreSQL "
+                             "server (e.g. postgresql://postgres@127.0.0.1:5432/)")
     parser.add_argument("--output", type=Path,
                         help="the Markdown file to write (default docs/benchmarks.md; none with --small)")
     parser.add_argument("--workdir", type=Path, help="keep the projects and logs here (default: a temp dir, "
@@ -567,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         load_start = os.getloadavg()
         start = startup(work, repeat)
         heavy = heavy_imports_at_startup()
-        results = [bench_size(n, m, work, where, repeat, pa_python) for n, m in sizes]
+        results = [bench_size(n, m, work, where, repeat, pa_python, args.postgres) for n, m in sizes]
         load_end = os.getloadavg()
         profile_text = None
         if args.profile:

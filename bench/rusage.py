@@ -1,4 +1,5 @@
-"""Run one command and write its wall time and peak RSS to a file: `python rusage.py OUT CMD...`.
+"""Run one command and write its wall time, peak RSS and CPU time (user + system, of the command and
+every descendant it waited for) to a file: `python rusage.py OUT CMD...`.
 
 A small process of its own, because a child's peak RSS starts at the RSS of the process it was
 forked from (Linux records the old memory's high-water mark at exec): measured straight from the
@@ -18,7 +19,7 @@ def main(out: str, *argv: str) -> int:
     seconds = time.perf_counter() - started
     kib = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS
     with open(out, "w") as file:
-        file.write(f"{seconds} {kib}\n")
+        file.write(f"{seconds} {kib} {usage.ru_utime + usage.ru_stime}\n")
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 

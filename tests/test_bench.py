@@ -1,4 +1,5 @@
-"""The benchmark's generator: its projects pass migcheck, --drift makes them fail, output is stable."""
+"""The benchmark's generator: its projects pass migcheck, --drift and --bad-downgrades make them fail,
+output is stable."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def test_drift_flag_leaves_one_column_without_a_migration(tmp_path: Path) -> Non
     assert result.code == 1, result.output
     assert f"{models}:{line}: drift: column `model_2.drift_note`" in result.out
     assert not project.configured_db.exists()
+
+
+def test_bad_downgrades_flag_makes_every_round_trip_fail(tmp_path: Path) -> None:
+    project = generate(tmp_path, "--bad-downgrades")
+    result = project.run("--select", "roundtrip", "--no-cache", app="benchapp:app")
+    assert result.code == 1, result.output
+    versions = sorted((project.path / "migrations" / "versions").glob("*.py"))
+    for path in versions:
+        revision = path.name.split("_")[0]
+        assert f"downgrade of `{revision}` leaves" in result.out, revision
