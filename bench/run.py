@@ -678,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also profile one migcheck run at the largest size")
     parser.add_argument("--postgres", metavar="URL",
                         help="also time migcheck --db-url URL and the flask db pipeline on this PostgreSQL "
-                             "server (e.g. postgresql://postgres@127.0.0.1:5432/)")
+                             "server (e.g. postgresql://postgres@127.0.0.1:5432/), at the first size")
     parser.add_argument("--output", type=Path,
                         help="the Markdown file to write (default docs/benchmarks.md; none with --small)")
     parser.add_argument("--workdir", type=Path, help="keep the projects and logs here (default: a temp dir, "
@@ -704,7 +704,9 @@ def main(argv: list[str] | None = None) -> int:
         load_start = os.getloadavg()
         start = startup(work, repeat)
         heavy = heavy_imports_at_startup()
-        results = [bench_size(n, m, work, where, repeat, pa_python, args.postgres) for n, m in sizes]
+        # A server run takes minutes on a busy shared server: the PostgreSQL row is of the first size only.
+        results = [bench_size(n, m, work, where, repeat, pa_python, args.postgres if number == 0 else None)
+                   for number, (n, m) in enumerate(sizes)]
         load_end = os.getloadavg()
         profile_text = None
         if args.profile:
