@@ -133,6 +133,8 @@ class Scratch:
                     had_tables.append(key)
                 engine.dispose()
                 path.unlink()
+        if self.server is not None:
+            self.server.drop_roles()  # what is left is dropped (or reported) at the end
         return had_tables
 
 
@@ -167,15 +169,18 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
                 return dialect.connect(*cargs, **cparams)
         target = guard.dialect_target(dialect, cargs, cparams)
         if server is not None and server.maintenance(target):
-            conn_rec.info[_MAINTENANCE] = True  # refuse_statement lets only two statements through
+            conn_rec.info[_MAINTENANCE] = True  # watch_statement lets only two statements through
             with guard.trusted():
                 return dialect.connect(*cargs, **cparams)
         run_guard.check(target)
         return None  # SQLAlchemy connects as usual, through the guarded driver
 
-    def refuse_statement(conn: sa.engine.Connection, cursor: Any, statement: str, parameters: Any,
-                         context: Any, executemany: bool) -> None:
+    def watch_statement(conn: sa.engine.Connection, cursor: Any, statement: str, parameters: Any,
+                        context: Any, executemany: bool) -> None:
+        """Note the roles a statement creates; refuse dblink / postgres_fdw, and what a connection
+        without a database may not run."""
         assert server is not None  # listened to only with a server
+        server.noticed(statement)
         remote = _REMOTE_EXTENSION.search(statement)
         if remote:
             run_guard.refuse(
@@ -204,7 +209,7 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
 
     sa.event.listen(sa.engine.Engine, "do_connect", refuse_foreign)
     if server is not None:
-        sa.event.listen(sa.engine.Engine, "before_cursor_execute", refuse_statement)
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", watch_statement)
     sa.event.listen(sa.engine.Engine, "connect", _throwaway_sqlite)
     sa.event.listen(sa.engine.Engine, "handle_error", remember_error)
     SQLAlchemy.init_app = init_app  # type: ignore[method-assign]
@@ -224,7 +229,7 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
         SQLAlchemy.init_app = original_init_app  # type: ignore[method-assign]
         sa.event.remove(sa.engine.Engine, "do_connect", refuse_foreign)
         if server is not None:
-            sa.event.remove(sa.engine.Engine, "before_cursor_execute", refuse_statement)
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", watch_statement)
         sa.event.remove(sa.engine.Engine, "connect", _throwaway_sqlite)
         sa.event.remove(sa.engine.Engine, "handle_error", remember_error)
         shutil.rmtree(scratch.root, ignore_errors=True)

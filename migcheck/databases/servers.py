@@ -6,6 +6,11 @@ nothing at all (no table, view, sequence, type, routine, ...: anything the empty
 that would change what the migrations do), and empties it again at the end. The one other
 connection it opens is its own admin connection, which runs nothing but those CREATE / DROP DATABASE
 statements (or, for a given database, the emptiness check and the emptying).
+
+Roles and users live on the server, outside any database: the ones a run's statements create (and
+that did not exist when it started) are dropped at the end too, and at each rebuild of the scratch
+databases, so that the next `CREATE ROLE` / `CREATE USER` does not find them. Roles that existed
+before the run stay, also when a revision names them; so do roles another session creates meanwhile.
 """
 
 from __future__ import annotations
@@ -93,6 +98,9 @@ class Server:
         self.names: dict[str | None, str] = {}  # bind key -> scratch database name
         self.created: list[str] = []
         self.extensions: frozenset[str] = frozenset()  # those a given database held: kept
+        self.schemas: frozenset[str | None] = frozenset()  # those a given database held: kept
+        self.roles: frozenset[tuple[str, str]] | None = None  # (name, host) on the server at the start
+        self.named_roles: set[str] = set()  # the roles and users the run's statements create
         admin_database = self.given or ("postgres" if self.backend == "postgresql" else None)
         self.admin = sa.create_engine(compat.url_with(url, database=admin_database), poolclass=NullPool,
                                       isolation_level="AUTOCOMMIT")
@@ -107,12 +115,15 @@ class Server:
     def open(self) -> None:
         """Connect before the app loads, so that a wrong URL, a missing privilege or a non-empty
         given database stops the run with an error about the server, not about the app."""
+        with self._admin() as connection:
+            self.roles = _roles(connection)
+            if self.given:
+                found = [content.label for content in _contents(connection)]
+                self.extensions = _extensions(connection)
+                self.schemas = frozenset(_schemas(connection))
         if not self.given:
             self.url_for(None)  # the default bind's database; nearly every app has one
             return
-        with self._admin() as connection:
-            found = [content.label for content in _contents(connection)]
-            self.extensions = _extensions(connection)
         remote = sorted(self.extensions & {"dblink", "postgres_fdw"})
         if remote:
             raise UsageError(
@@ -168,19 +179,28 @@ class Server:
         return (target.backend == self.where.backend
                 and (target.host, target.port) == (self.where.host, self.where.port))
 
+    def noticed(self, statement: str) -> None:
+        """A statement run on a scratch database: remember the roles and users it creates."""
+        for match in _CREATES_ROLE.finditer(statement):
+            name = match["name"]
+            self.named_roles.add(name[1:-1] if name[0] in "\"'`" else name.lower())
+
     def reset(self, bind_key: str | None) -> bool:
-        """Empty a bind's scratch database; True if it held tables."""
+        """Empty a bind's scratch database; True if it held tables. The roles the run created stay
+        until drop_roles (after every bind's reset: one may hold privileges in several databases)."""
         name = self.names[bind_key]
         if self.given:
             with self._admin() as connection:
                 had_tables = bool(_tables(connection))
-                _empty(connection, self.extensions)
+                _empty(connection, self.extensions, self.schemas)
             return had_tables
         engine = sa.create_engine(compat.url_with(self.url, database=name), poolclass=NullPool)
         try:
             with engine.connect() as connection:
                 had_tables = bool(_tables(connection))
-                leftovers = had_tables or _types_or_sequences(connection)
+                # A new role may have privileges here: dropping the database revokes them.
+                leftovers = (had_tables or _types_or_sequences(connection)
+                             or set(_schemas(connection)) - {"public", None} or self._new_roles(connection))
         finally:
             engine.dispose()
         if leftovers:  # a new database is the one sure way to empty it (and CREATE DATABASE is slow)
@@ -189,21 +209,45 @@ class Server:
                 compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, name)}")
         return had_tables
 
+    def drop_roles(self) -> list[str]:
+        """Drop the roles and users the run created; returns those that could not be dropped."""
+        if not self.named_roles:
+            return []
+        with self._admin() as connection:
+            left = []
+            for role in self._new_roles(connection):
+                try:
+                    _drop_role(connection, role)
+                except sa.exc.DBAPIError as exc:
+                    left.append(f"{_role_label(role)} ({_error(exc)})")
+        return left
+
+    def _new_roles(self, connection: sa.engine.Connection) -> list[tuple[str, str]]:
+        """The roles and users on the server that the run created: named by its statements and
+        not there at its start."""
+        if self.roles is None or not self.named_roles:
+            return []
+        now = _roles(connection) or frozenset()
+        return sorted(role for role in now - self.roles if role[0] in self.named_roles)
+
     def close(self) -> str | None:
         """Drop what this run created, or empty the given database; None, or what is left to do."""
-        if not self.created and not (self.given and self.names):
+        if not self.created and not (self.given and self.names) and not self.named_roles:
             return None
         try:
             with self._admin() as connection:
                 if self.given and self.names:
-                    _empty(connection, self.extensions)
+                    _empty(connection, self.extensions, self.schemas)
                 for name in list(self.created):
                     _drop(connection, name)
                     self.created.remove(name)
+            roles = self.drop_roles()  # after the databases, which may hold their privileges
         except (sa.exc.SQLAlchemyError, UsageError) as exc:
             what = (f"drop the database(s) {', '.join(self.created)}" if self.created
                     else f"empty the database {self.given}")
             return f"could not clean up on {self.label} ({exc}); {what} by hand"
+        if roles:
+            return f"could not drop what the run created on {self.label}: {', '.join(roles)}; drop it by hand"
         return None
 
     def _admin(self) -> sa.engine.Connection:
@@ -273,6 +317,45 @@ def _drop(connection: sa.engine.Connection, name: str) -> None:
     for (process,) in processes:
         compat.exec_sql(connection, f"KILL CONNECTION {int(process)}")
     compat.exec_sql(connection, f"DROP DATABASE IF EXISTS {quoted}")
+
+
+# CREATE ROLE / USER / GROUP (PostgreSQL), CREATE USER / ROLE (MySQL, MariaDB): the first name,
+# also inside a DO block or a procedure's body.
+_CREATES_ROLE = re.compile(
+    r"\bCREATE\s+(?:ROLE|USER|GROUP)\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?P<name>\"(?:[^\"]|\"\")+\"|'(?:[^']|'')+'|`[^`]+`|\w+)", re.IGNORECASE)
+
+
+def _roles(connection: sa.engine.Connection) -> frozenset[tuple[str, str]] | None:
+    """The server's roles (PostgreSQL) or users and roles (MySQL: name and host); None when the
+    user may not read them (then the run drops none)."""
+    if connection.dialect.name == "postgresql":
+        rows = compat.exec_sql(connection, "SELECT rolname, '' FROM pg_roles")
+    else:
+        try:
+            rows = compat.exec_sql(connection, "SELECT User, Host FROM mysql.user")
+        except sa.exc.DBAPIError:
+            return None
+    return frozenset((str(name), str(host)) for name, host in rows)
+
+
+def _drop_role(connection: sa.engine.Connection, role: tuple[str, str]) -> None:
+    name, host = role
+    if connection.dialect.name == "postgresql":
+        quoted = _quote(connection, name)
+        # What it owns and its privileges in this database and on shared objects (the scratch
+        # databases, dropped already, held the rest).
+        compat.exec_sql(connection, f"DROP OWNED BY {quoted}")
+        compat.exec_sql(connection, f"DROP ROLE IF EXISTS {quoted}")
+        return
+    if host == "":  # MariaDB keeps roles in mysql.user with an empty host; DROP USER refuses them
+        compat.exec_sql(connection, "DROP ROLE %s", (name,))
+    else:
+        compat.exec_sql(connection, "DROP USER IF EXISTS %s@%s", (name, host))
+
+
+def _role_label(role: tuple[str, str]) -> str:
+    return f"role {role[0]}" if not role[1] else f"user '{role[0]}'@'{role[1]}'"
 
 
 def _schemas(connection: sa.engine.Connection) -> list[str | None]:
@@ -385,13 +468,16 @@ def _types_or_sequences(connection: sa.engine.Connection) -> bool:
                for schema in _schemas(connection))
 
 
-def _empty(connection: sa.engine.Connection, extensions: frozenset[str]) -> None:
+def _empty(connection: sa.engine.Connection, extensions: frozenset[str],
+           schemas: frozenset[str | None]) -> None:
     """Remove everything from a given database that was empty: what the run made, also functions,
-    types, routines and extensions (but not the `extensions` it held already)."""
+    types, routines, schemas and extensions (but not the `extensions` and `schemas` it held)."""
     postgres = connection.dialect.name == "postgresql"
     if postgres:
         for name in sorted(_extensions(connection) - extensions):
             connection.execute(sa.text(f"DROP EXTENSION IF EXISTS {_quote(connection, name)} CASCADE"))
+        for schema in sorted(str(s) for s in set(_schemas(connection)) - schemas):
+            connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {_quote(connection, schema)} CASCADE"))
     else:
         inspector = sa.inspect(connection)
         compat.exec_sql(connection, "SET FOREIGN_KEY_CHECKS = 0")
