@@ -128,3 +128,88 @@ op.create_index('ix_ticket_closed_at', 'ticket', ['closed_at'], unique=False)
     _, findings = check(tracker, postgres, PG_APP, "--select", "safety")
     assert found(findings) == [
         ("safety-index-not-concurrent", path, tracker.line_of(path, "op.create_index"))]
+
+
+# --- MariaDB: tests/fixtures/mariadb_shop ------------------------------------------------------
+
+MY_APP = "shop:create_app()"
+MY_CATALOG, MY_PURCHASES, MY_HEAD = "6a0d3f9e2c41", "b57e1c08d9a3", "e2f48a7b13c5"
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Project:
+    return copy_fixture("mariadb_shop", tmp_path)
+
+
+def test_mariadb_shop_is_clean(shop: Project, mysql: Server) -> None:
+    """ENUM, JSON, unsigned keys, ON UPDATE CURRENT_TIMESTAMP, FULLTEXT, a view and a trigger."""
+    result, findings = check(shop, mysql, MY_APP, "--since", "base")
+    assert result.code == 0, result.output
+    assert [f for f in findings if f["severity"] != "info"] == [], result.output
+
+
+@pytest.mark.xfail(strict=True, reason="#17 §1: generated rows for MariaDB's JSON (a CHECK json_valid "
+                                       "column) are refused, so product and purchase stay empty")
+def test_mariadb_shop_has_rows_in_every_table(shop: Project, mysql: Server) -> None:
+    _, findings = check(shop, mysql, MY_APP, "--since", "base", "--select", "data")
+    assert findings == []
+
+
+def test_mariadb_shop_downgrade_leaving_the_view(shop: Project, mysql: Server) -> None:
+    path = shop.revision_file(MY_PURCHASES)
+    shop.edit(path, "    op.execute('DROP VIEW product_stock')\n", "")
+    _, findings = check(shop, mysql, MY_APP, "--since", "base", "--select", "roundtrip")
+    assert found(findings) == [("roundtrip-reupgrade-failed", path,
+                                shop.line_of(path, "CREATE VIEW product_stock") - 1)]
+
+
+def test_mariadb_shop_downgrade_leaving_the_trigger(shop: Project, mysql: Server) -> None:
+    path = shop.revision_file(MY_PURCHASES)
+    shop.edit(path, "    op.execute('DROP TRIGGER product_sku_upper')\n", "")
+    _, findings = check(shop, mysql, MY_APP, "--since", "base", "--select", "roundtrip")
+    assert found(findings) == [("roundtrip-reupgrade-failed", path,
+                                shop.line_of(path, "CREATE TRIGGER product_sku_upper") - 1)]
+    assert "already exists" in findings[0]["message"]
+
+
+def test_mariadb_shop_enum_member_without_migration(shop: Project, mysql: Server) -> None:
+    models = "shop/models.py"
+    shop.edit(models, '"draft", "active", "retired"', '"draft", "active", "retired", "recalled"')
+    _, findings = check(shop, mysql, MY_APP, "--since", "base", "--select", "drift")
+    assert found(findings) == [("drift-modify-type", models, shop.line_of(models, "status = db.Column"))]
+
+
+def test_mariadb_shop_not_null_foreign_key_on_a_table_with_rows(shop: Project, mysql: Server) -> None:
+    """MariaDB fills the new column with 0, which no category has: the foreign key refuses it."""
+    path = shop.add_revision("e5c0ffee0003", MY_HEAD, """\
+with op.batch_alter_table('category', schema=None) as batch_op:
+    batch_op.add_column(sa.Column('parent_id', mysql.INTEGER(unsigned=True), nullable=False))
+    batch_op.create_foreign_key('fk_category_parent', 'category', ['parent_id'], ['id'])
+""", downgrade="""\
+with op.batch_alter_table('category', schema=None) as batch_op:
+    batch_op.drop_constraint('fk_category_parent', type_='foreignkey')
+    batch_op.drop_column('parent_id')
+""", doc="category parent")
+    shop.edit(path, "import sqlalchemy as sa\n",
+              "import sqlalchemy as sa\nfrom sqlalchemy.dialects import mysql\n")
+    name = "    name = db.Column(db.String(80), nullable=False, unique=True)\n"
+    shop.edit("shop/models.py", name, name + '    parent_id = db.Column(INTEGER(unsigned=True), '
+                                             'db.ForeignKey("category.id"), nullable=False)\n')
+    _, findings = check(shop, mysql, MY_APP, "--skip", "safety")
+    # (the infos: product and purchase stay empty, as in test_mariadb_shop_has_rows_in_every_table)
+    assert found([f for f in findings if f["severity"] != "info"]) == [
+        ("data-fails-with-rows", path, shop.line_of(path, "with op.batch_alter_table"))]
+
+
+def test_mariadb_shop_not_null_column_filled_silently(shop: Project, mysql: Server) -> None:
+    path = shop.add_revision("e5c0ffee0004", MY_HEAD, """\
+with op.batch_alter_table('product', schema=None) as batch_op:
+    batch_op.add_column(sa.Column('tax_rate', sa.Numeric(precision=4, scale=2), nullable=False))
+""", downgrade="""\
+with op.batch_alter_table('product', schema=None) as batch_op:
+    batch_op.drop_column('tax_rate')
+""", doc="product tax rate")
+    _, findings = check(shop, mysql, MY_APP, "--select", "safety")
+    assert found(findings) == [
+        ("safety-add-not-null-column", path, shop.line_of(path, "batch_op.add_column"))]
+    assert "fill the existing rows with the type's implicit default" in findings[0]["message"]

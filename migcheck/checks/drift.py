@@ -47,7 +47,8 @@ def check(project: Project) -> list[Finding]:
 
     compare_defaults = project.options.compare_server_default and dialects.server_default_comparison(
         project.scratch.dialect)
-    run_env(project, compare, **compat.MIGRATE_DEFAULTS, compare_server_default=compare_defaults)
+    run_env(project, compare, **{**compat.MIGRATE_DEFAULTS, "compare_type": dialects.compare_type},
+            compare_server_default=compare_defaults)
     blind_spots = _sqlite_blind_spots(project) if project.scratch.dialect == "sqlite" else []
     if not differences:
         return blind_spots

@@ -84,6 +84,18 @@ def sqlite_blind_spots(metadatas: Iterable[sa.MetaData], locate: Locate) -> list
 
 
 
+def compare_type(context: MigrationContext, inspected_column: sa.Column[Any], metadata_column: sa.Column[Any],
+                 inspected_type: sa.types.TypeEngine[Any], metadata_type: sa.types.TypeEngine[Any]
+                 ) -> bool | None:
+    """Alembic's type comparison (`compare_type=True`), plus the members of a MySQL/MariaDB ENUM,
+    which older Alembic releases (1.7, 1.8, measured) do not compare: a member added to the model
+    is drift on every stack. It applies where env.py and `Migrate(...)` set no `compare_type`."""
+    if context.dialect.name in ("mysql", "mariadb") and isinstance(inspected_type, sa.Enum) \
+            and isinstance(metadata_type, sa.Enum):
+        return set(inspected_type.enums) != set(metadata_type.enums)
+    return None  # Alembic's own comparison decides
+
+
 def server_default_comparison(dialect: str) -> Any:
     """What drift gives Alembic as `compare_server_default`: on PostgreSQL Alembic's own comparison
     (`True`), because Alembic hands a callable the text of the reflected default and fails on an
