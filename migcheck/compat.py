@@ -152,7 +152,10 @@ def database_generated(column: sa.Column[Any]) -> bool:
 
 
 def stored_type(type_: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
-    """The type a TypeDecorator stores as (`impl_instance` is 1.4+; 1.3 keeps it in `impl`)."""
+    """The type a TypeDecorator stores as (`impl_instance` is 1.4+; 1.3 keeps it in `impl`), or a
+    PostgreSQL domain is over (2.0 reflects a domain as DOMAIN; before, as the type it is over)."""
+    if type(type_).__name__ == "DOMAIN" and getattr(type_, "data_type", None) is not None:
+        return stored_type(type_.data_type)  # type: ignore[attr-defined]
     if not isinstance(type_, sa.types.TypeDecorator):
         return type_
     return getattr(type_, "impl_instance", None) or type_.impl  # type: ignore[return-value]

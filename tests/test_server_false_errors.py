@@ -139,3 +139,131 @@ def test_internal_error_is_not_blamed_on_the_project(postgres: Server, project: 
     verbose = project.run("--db-url", postgres.url, "--verbose", env=env)
     assert verbose.code == 2, verbose.output
     assert "Traceback" in verbose.err and "_buggy_take" in verbose.err
+
+
+# --- generated rows for the types the servers reflect ----------------------------------------------
+
+PG_TYPES = {
+    "interval": "sa.Column('every', postgresql.INTERVAL(), nullable=False)",
+    "every-type": """
+        sa.Column('every', postgresql.INTERVAL(), nullable=False),
+        sa.Column('doc', postgresql.JSON(), nullable=False),
+        sa.Column('docb', postgresql.JSONB(), nullable=False),
+        sa.Column('numbers', postgresql.ARRAY(sa.Integer()), nullable=False),
+        sa.Column('words', postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column('spans', postgresql.ARRAY(postgresql.INTERVAL()), nullable=False),
+        sa.Column('hosts', postgresql.ARRAY(postgresql.INET()), nullable=False),
+        sa.Column('days', postgresql.ARRAY(sa.Date()), nullable=False),
+        sa.Column('ids', postgresql.ARRAY(postgresql.UUID()), nullable=False),
+        sa.Column('key', postgresql.UUID(), nullable=False, unique=True),
+        sa.Column('host', postgresql.INET(), nullable=False, unique=True),
+        sa.Column('net', postgresql.CIDR(), nullable=False),
+        sa.Column('mac', postgresql.MACADDR(), nullable=False),
+        sa.Column('price', postgresql.MONEY(), nullable=False),
+        sa.Column('flags', postgresql.BIT(3), nullable=False, unique=True),
+        sa.Column('more_flags', postgresql.BIT(5, varying=True), nullable=False),
+        sa.Column('search', postgresql.TSVECTOR(), nullable=False),
+        sa.Column('seats', postgresql.INT4RANGE(), nullable=False),
+        sa.Column('big_seats', postgresql.INT8RANGE(), nullable=False),
+        sa.Column('amounts', postgresql.NUMRANGE(), nullable=False),
+        sa.Column('stay', postgresql.DATERANGE(), nullable=False),
+        sa.Column('slot', postgresql.TSRANGE(), nullable=False),
+        sa.Column('zoned_slot', postgresql.TSTZRANGE(), nullable=False),
+        sa.Column('positive', sa.Integer(), nullable=False),
+        sa.Column('name', sa.Text(), nullable=False),
+        sa.Column('raw', postgresql.BYTEA(), nullable=False),
+    """,
+}
+
+
+@pytest.mark.parametrize("columns", sorted(PG_TYPES))
+def test_rows_are_generated_for_postgres_types(postgres: Server, project: Project, columns: str) -> None:
+    """A NOT NULL column added without a default to a table of these types is a data error: its
+    rows were generated (a table whose rows cannot be generated stays empty, and it would pass)."""
+    domains = columns == "every-type"
+    project.add_revision("7e5700a1", COMMENTS, f"""
+        from sqlalchemy.dialects import postgresql
+        {"op.execute('CREATE EXTENSION IF NOT EXISTS citext')" if domains else ""}
+        {"op.execute('CREATE DOMAIN positive AS integer CHECK (VALUE > 0)')" if domains else ""}
+        op.create_table('typed', sa.Column('id', sa.Integer(), primary_key=True),
+                        {PG_TYPES[columns].strip()})
+        {"op.execute('ALTER TABLE typed ALTER COLUMN positive TYPE positive')" if domains else ""}
+        {"op.execute('ALTER TABLE typed ALTER COLUMN name TYPE citext')" if domains else ""}
+        """, f"""
+        op.drop_table('typed')
+        {"op.execute('DROP DOMAIN positive')" if domains else ""}
+        """, doc="typed")
+    path = project.add_revision("7e5700a2", "7e5700a1",
+                                "op.add_column('typed', sa.Column('weight', sa.Integer(), nullable=False))",
+                                "op.drop_column('typed', 'weight')", doc="weight")
+    result = project.run("--db-url", postgres.url, "--select", "upgrade,roundtrip,data")
+    assert result.code == 1, result.output
+    assert (f"{path}:{project.line_of(path, 'op.add_column')}: data: upgrade of `7e5700a2` fails when "
+            "`typed` has rows (it passes on empty tables): NotNullViolation") in result.out
+    assert "stays empty" not in result.out and ": roundtrip:" not in result.out
+
+
+def test_rows_are_generated_for_mariadb_types(mysql: Server, project: Project) -> None:
+    """A type change that cannot convert the stored text is a data error: the rows were generated."""
+    project.add_revision("7e5700a1", COMMENTS, """
+        from sqlalchemy.dialects import mysql
+        op.create_table('typed', sa.Column('id', sa.Integer(), primary_key=True),
+                        sa.Column('label', sa.String(40), nullable=False),
+                        sa.Column('mood', mysql.ENUM('happy', 'sad'), nullable=False),
+                        sa.Column('tags', mysql.SET('red', 'green', 'blue'), nullable=False),
+                        sa.Column('doc', mysql.JSON(), nullable=False),
+                        sa.Column('born', mysql.YEAR(), nullable=False, unique=True),
+                        sa.Column('count', mysql.INTEGER(unsigned=True), nullable=False),
+                        sa.Column('code', mysql.INTEGER(zerofill=True), nullable=False),
+                        sa.Column('flag', mysql.TINYINT(1), nullable=False),
+                        sa.Column('small', mysql.SMALLINT(unsigned=True, zerofill=True), nullable=False))
+        """, "op.drop_table('typed')", doc="typed")
+    path = project.add_revision(
+        "7e5700a2", "7e5700a1",
+        "op.alter_column('typed', 'label', type_=sa.Integer(), existing_type=sa.String(40), "
+        "existing_nullable=False)",
+        "op.alter_column('typed', 'label', type_=sa.String(40), existing_type=sa.Integer(), "
+        "existing_nullable=False)", doc="label becomes a number")
+    result = project.run("--db-url", mysql.url, "--select", "upgrade,roundtrip,data")
+    assert result.code == 1, result.output
+    assert (f"{path}:{project.line_of(path, 'op.alter_column')}: data: upgrade of `7e5700a2` fails when "
+            "`typed` has rows (it passes on empty tables)") in result.out
+    assert "stays empty" not in result.out and ": roundtrip:" not in result.out
+
+
+# --- values the models allow -------------------------------------------------------------------------
+
+EXPORT_MODELS = {
+    "enum": ("", "db.Enum('csv', 'shotgun', name='export_format')", ""),
+    "enum-class": ("import enum\n\n\nclass ExportFormat(enum.Enum):\n    csv = 'comma separated'\n"
+                   "    shotgun = 'scattered'\n\n\n",
+                   "db.Enum(ExportFormat, name='export_format')", ""),
+    "check": ("", "db.String(7)",
+              "    __table_args__ = (db.CheckConstraint(\"format IN ('csv', 'shotgun')\", name='known'),)\n"),
+}
+
+
+@pytest.mark.parametrize("model", sorted(EXPORT_MODELS))
+def test_rows_hold_the_values_the_model_allows(postgres: Server, project: Project, model: str) -> None:
+    """A VARCHAR(7) the head model maps as an Enum (or limits with a CHECK constraint) is made a
+    PostgreSQL enum by the head revision: the rows hold the model's values, which convert."""
+    before, column, args = EXPORT_MODELS[model]
+    project.append("sample_app/models/blog.py", f"\n\n{before}class Export(db.Model):\n"
+                   f"    __tablename__ = 'export'\n{args}    id = db.Column(db.Integer, primary_key=True)\n"
+                   f"    format = db.Column({column}, nullable=False)\n")
+    project.add_revision("e4907001", COMMENTS, """
+        op.create_table('export', sa.Column('id', sa.Integer(), primary_key=True),
+                        sa.Column('format', sa.String(7), nullable=False))
+        """, "op.drop_table('export')", doc="exports")
+    project.add_revision("e4907002", "e4907001", """
+        formats = sa.Enum('csv', 'shotgun', name='export_format')
+        formats.create(op.get_bind())
+        op.alter_column('export', 'format', type_=formats, existing_type=sa.String(7),
+                        postgresql_using='format::export_format')
+        """, """
+        op.alter_column('export', 'format', type_=sa.String(7), existing_type=sa.Enum(name='export_format'))
+        op.execute('DROP TYPE export_format')
+        """, doc="export format enum")
+    result = project.run("--db-url", postgres.url, "--select", "upgrade,roundtrip,data")
+    assert result.code == 0, result.output
+    assert "no problems" in result.out

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from alembic.runtime.migration import RevisionStep
 from alembic.script import Script
 
+from migcheck import compat
 from migcheck.checks import upgrade
 from migcheck.findings import Finding
 from migcheck.project import Project
@@ -46,6 +47,7 @@ class Suspect(NamedTuple):
 class State(NamedTuple):
     """What the walk and this check share during one run; the walk only calls the functions below."""
     scope: frozenset[str]  # the revisions whose steps run with rows
+    domains: dict[str | None, rows.Domains]  # bind -> the values the head models allow in columns
     filled: dict[str | None, set[str]]  # bind -> tables holding generated rows right now
     suspects: dict[Key, Suspect]  # failed with rows; to run again without
     given_up: set[tuple[str | None, str]]  # (bind, table) whose rows cannot be generated: not retried
@@ -53,8 +55,27 @@ class State(NamedTuple):
     cached: list[bool]  # [True] while the database from the cache holds rows an earlier run generated
 
 
-def new_state(scope: frozenset[str], cached_rows: bool = False) -> State:
-    return State(scope, {}, {}, set(), set(), [cached_rows])
+def new_state(project: Project, scope: frozenset[str], cached_rows: bool = False) -> State:
+    return State(scope, _model_domains(project) if scope else {}, {}, {}, set(), set(), [cached_rows])
+
+
+def _model_domains(project: Project) -> dict[str | None, rows.Domains]:
+    """The values the head models allow in their columns (Enum members, `col IN (...)` CHECK
+    constraints), per bind, table and column: where a model still maps a column, generated rows
+    hold what the app would store there, e.g. a VARCHAR that a later revision makes an enum."""
+    domains: dict[str | None, rows.Domains] = {}
+    for bind, table in compat.bound_tables(project.db):
+        found = domains.setdefault(bind, {}).setdefault(table.name, {})
+        for column in table.columns:
+            type_ = compat.stored_type(column.type)
+            if isinstance(type_, sa.Enum) and type_.enums:
+                found[column.name] = list(type_.enums)
+        for constraint in table.constraints:
+            if isinstance(constraint, sa.CheckConstraint):
+                allowed = rows.in_list(str(constraint.sqltext))
+                if allowed and allowed[0] in table.columns:
+                    found.setdefault(allowed[0], allowed[1])
+    return domains
 
 
 def restarted(state: State) -> None:
@@ -74,7 +95,7 @@ def fill(state: State, connection: sa.engine.Connection, bind: str | None, revis
     if not todo:
         return []
     recorded = len(errors)
-    populated = rows.populate(connection, todo)
+    populated = rows.populate(connection, todo, state.domains.get(bind, {}))
     del errors[recorded:]
     state.filled.setdefault(bind, set()).update(populated.filled)
     findings = []

@@ -88,7 +88,7 @@ def check(project: Project, already: frozenset[str] = frozenset(),
     untested, findings = _irreversible(project)
     # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
     done = {(bind, revision) for bind in project.binds for revision in already}
-    rows = data.new_state(with_rows, cached_rows)
+    rows = data.new_state(project, with_rows, cached_rows)
     # Whether the walk marks the state before each revision to go back to (see the docstring).
     marks = [project.scratch.dialect == "postgresql"]
     while True:

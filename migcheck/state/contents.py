@@ -117,9 +117,12 @@ def _rows(connection: sa.engine.Connection, table: str) -> Rows:
 
 
 def _hashable(value: Any) -> Any:
-    """Drivers return JSON as dicts and lists, arrays as lists; compare them by their text."""
-    if isinstance(value, (dict, list)):
-        return repr(value)
+    """Drivers return JSON as dicts and lists, arrays as lists (and some types as objects of their
+    own that cannot be hashed): compare what cannot be hashed by its text."""
     if isinstance(value, memoryview):
         return bytes(value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
     return value

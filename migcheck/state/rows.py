@@ -8,7 +8,9 @@ of a unique set they are in; foreign keys take the key values of existing parent
 filled first; a self-reference or a cycle gets NULL where the column allows it). Auto-generated
 keys, identity and computed columns, and columns of a type the generator does not know but that
 have a server default, are left to the database. A `col IN (...)` CHECK constraint (SQLite's
-non-native Enum and Boolean) supplies the values for its column.
+non-native Enum and Boolean) supplies the values for its column, and so do the app's models where
+they still map the column (the data check passes their Enum members and CHECK constraints in:
+this module knows only SQLAlchemy), when the column takes those values as it is now.
 
 A table whose rows cannot be generated (a NOT NULL column of an unknown type, a NOT NULL foreign key
 to a table without rows, an insert that a CHECK constraint or a trigger refuses) stays empty: the
@@ -32,6 +34,10 @@ ROWS = 3
 _UNBOUNDED = 10**9
 
 
+# table -> column -> the values the app's models allow there (passed in by the data check)
+Domains = dict[str, dict[str, list[Any]]]
+
+
 class Skipped(NamedTuple):
     table: str
     reason: str
@@ -46,8 +52,10 @@ class _GiveUp(Exception):
     """This table's rows cannot be generated; the message says why."""
 
 
-def populate(connection: sa.engine.Connection, tables: list[str]) -> Populated:
-    """Insert rows into each of these (empty) tables, parents first."""
+def populate(connection: sa.engine.Connection, tables: list[str], domains: Domains | None = None
+             ) -> Populated:
+    """Insert rows into each of these (empty) tables, parents first. `domains`: the values the
+    app's models allow in a column, used where they fit the column as it is now."""
     metadata = sa.MetaData()
     reflected = {}
     skipped = []
@@ -59,19 +67,34 @@ def populate(connection: sa.engine.Connection, tables: list[str]) -> Populated:
     filled: dict[str, int] = {}
     for table in _parents_first(list(reflected.values())):
         try:
-            rows = _rows_for(table, connection)
+            rows = _rows_for(table, connection, (domains or {}).get(table.name, {}))
         except _GiveUp as exc:
             skipped.append(Skipped(table.name, str(exc)))
             continue
         try:
             with connection.begin_nested():
-                connection.execute(table.insert(), rows)
+                connection.execute(*_insert(table, rows))
         except sa.exc.DBAPIError as exc:  # a CHECK constraint, a trigger: not the migration's fault
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
             skipped.append(Skipped(table.name, f"the database refused the generated rows ({reason})"))
             continue
         filled[table.name] = len(rows)
     return Populated(filled, skipped)
+
+
+class Spelled(str):
+    """A value as the server spells it (an INET, a range, a bit string): inserted as a cast of that
+    text to the column's type, which every driver sends alike."""
+
+
+def _insert(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """The statement (and parameters) that insert the rows: one multi-row INSERT when a value is
+    Spelled, else the driver's executemany."""
+    if not any(isinstance(value, Spelled) for row in rows for value in row.values()):
+        return table.insert(), rows
+    return (table.insert().values([
+        {name: sa.cast(sa.literal(str(value)), table.columns[name].type) if isinstance(value, Spelled)
+         else value for name, value in row.items()} for row in rows]),)
 
 
 def _parents_first(tables: list[sa.Table]) -> list[sa.Table]:
@@ -89,11 +112,17 @@ def _parents_first(tables: list[sa.Table]) -> list[sa.Table]:
     return ordered
 
 
-def _rows_for(table: sa.Table, connection: sa.engine.Connection) -> list[dict[str, Any]]:
+def _rows_for(table: sa.Table, connection: sa.engine.Connection, modelled: dict[str, list[Any]]
+              ) -> list[dict[str, Any]]:
     columns: dict[str, Callable[[int], Any]] = {}
     cardinality: dict[str, int] = {}
     by_fk = _foreign_key_values(table, connection)
     allowed = _allowed_values(table, connection)
+    for name, values in modelled.items():
+        if name in table.columns:
+            fitting = _fitting(values, table.columns[name], allowed.get(name))
+            if fitting:
+                allowed[name] = fitting
     for column in table.columns:
         if column.name in by_fk:
             values, distinct, nullable = by_fk[column.name]
@@ -109,7 +138,7 @@ def _rows_for(table: sa.Table, connection: sa.engine.Connection) -> list[dict[st
             columns[column.name] = _cycle(allowed[column.name])
             cardinality[column.name] = len(allowed[column.name])
             continue
-        made = _value_maker(column)
+        made = _value_maker(column.name, column.type)
         if made is None:
             if column.server_default is not None:
                 continue
@@ -195,25 +224,65 @@ def _database_fills(column: sa.Column[Any], connection: sa.engine.Connection) ->
 
 
 _IN_LIST = re.compile(r"""\s*\(?\s*["`\[]?(\w+)["`\]]?\s+IN\s*\(""", re.I)
+_JSON_VALID = re.compile(r"\s*\(?\s*json_valid\(`?(\w+)`?\)\s*\)?\s*", re.I)
 _LITERAL = re.compile(r"\s*(?:'((?:[^']|'')*)'|(-?\d+(?:\.\d+)?))\s*([,)])")
 
 
 def _allowed_values(table: sa.Table, connection: sa.engine.Connection) -> dict[str, list[Any]]:
-    """Values from `col IN (...)` CHECK constraints: SQLite's non-native Enum and Boolean. Asked of
-    the inspector: SQLAlchemy 1.3 does not put SQLite's CHECK constraints on a reflected Table."""
+    """Values from `col IN (...)` CHECK constraints (SQLite's non-native Enum and Boolean) and
+    `json_valid(col)` ones (MariaDB's JSON). Asked of the inspector: SQLAlchemy 1.3 does not put
+    SQLite's CHECK constraints on a reflected Table."""
     try:
         texts = [c["sqltext"] for c in sa.inspect(connection).get_check_constraints(table.name)]
     except NotImplementedError:  # a dialect that does not reflect them
         texts = []
     texts += [str(c.sqltext) for c in table.constraints if isinstance(c, sa.CheckConstraint)]
+    if connection.dialect.name in ("mysql", "mariadb"):
+        texts += _column_checks(connection, table.name)
     allowed = {}
     for text in texts:
-        match = _IN_LIST.match(text)
-        if match and match[1] in table.columns:
-            values = _literals(text, match.end())
-            if values:
-                allowed[match[1]] = values
+        found = in_list(text)
+        json = _JSON_VALID.fullmatch(text)
+        if json:  # MariaDB's JSON: a LONGTEXT that must hold JSON
+            found = (json[1], [f'{{"n": {n + 1}}}' for n in range(ROWS)])
+        if found and found[0] in table.columns:
+            allowed[found[0]] = found[1]
     return allowed
+
+
+def _column_checks(connection: sa.engine.Connection, table: str) -> list[str]:
+    """MariaDB's column-level CHECK constraints, which reflection misses (its JSON type is a
+    LONGTEXT with `CHECK (json_valid(col))`)."""
+    query = sa.text("SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+                    " WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :name")
+    try:
+        with connection.begin_nested():
+            return [str(text) for (text,) in connection.execute(query, {"name": table})]
+    except sa.exc.DBAPIError:  # MySQL: no TABLE_NAME there (and its JSON type is a JSON type)
+        return []
+
+
+def in_list(text: str) -> tuple[str, list[Any]] | None:
+    """The column and values of a `col IN (...)` CHECK constraint's text."""
+    match = _IN_LIST.match(text)
+    values = _literals(text, match.end()) if match else []
+    return (match[1], values) if match and values else None
+
+
+def _fitting(values: list[Any], column: sa.Column[Any], allowed: list[Any] | None) -> list[Any]:
+    """The values a model allows that the column takes as it is now (its type, length, enum
+    members, CHECK constraint)."""
+    type_ = compat.stored_type(column.type)
+    if allowed is None and isinstance(type_, sa.Enum):
+        allowed = list(type_.enums)
+    if allowed is not None:
+        return [value for value in values if value in allowed]
+    if isinstance(type_, (sa.String, sa.types.NullType)):
+        length = getattr(type_, "length", None) or 10**9
+        return [value for value in values if isinstance(value, str) and len(value) <= length]
+    if isinstance(type_, sa.Integer):
+        return [value for value in values if isinstance(value, int) and not isinstance(value, bool)]
+    return []
 
 
 def _literals(text: str, position: int) -> list[Any]:
@@ -244,11 +313,13 @@ def _unique_sets(table: sa.Table) -> list[list[str]]:
 _EPOCH = datetime.datetime(2020, 1, 1, 12, 0, 0)
 
 
-def _value_maker(column: sa.Column[Any]) -> tuple[Callable[[int], Any], int] | None:
-    """A function from the row number to a value, and how many distinct values it has; None for a
-    type the generator does not know."""
-    type_ = column.type
+def _value_maker(name: str, type_: sa.types.TypeEngine[Any]) -> tuple[Callable[[int], Any], int] | None:
+    """A function from the row number to a value of a column `name` of this type, and how many
+    distinct values it has; None for a type the generator does not know."""
     type_ = compat.stored_type(type_)
+    spelled = _SPELLED.get(_dialect_type(type_))
+    if spelled is not None:
+        return spelled(type_)
     if isinstance(type_, sa.Boolean):
         return (lambda n: n % 2 == 0), 2
     if isinstance(type_, sa.Enum):
@@ -267,22 +338,81 @@ def _value_maker(column: sa.Column[Any]) -> tuple[Callable[[int], Any], int] | N
         return (lambda n: _EPOCH.date() + datetime.timedelta(days=n)), _UNBOUNDED
     if isinstance(type_, sa.Time):
         return (lambda n: datetime.time(12, n % 60)), 60
-    if isinstance(type_, sa.Interval):
+    if isinstance(type_, sa.Interval) or type(type_).__name__ == "INTERVAL":  # PostgreSQL's is not one
         return (lambda n: datetime.timedelta(minutes=n + 1)), _UNBOUNDED
     if isinstance(type_, sa.JSON):
         return (lambda n: {"n": n + 1}), _UNBOUNDED
     if isinstance(type_, sa.ARRAY):
-        return (lambda n: []), 1
+        return _array(name, type_.item_type)
     if compat.is_uuid(type_):
         as_uuid = getattr(type_, "as_uuid", False)
         return (lambda n: uuid.UUID(int=n + 1) if as_uuid else str(uuid.UUID(int=n + 1))), _UNBOUNDED
     if isinstance(type_, sa.String):
-        return _text(column.name, type_.length), _UNBOUNDED
+        return _text(name, type_.length), _UNBOUNDED
     if isinstance(type_, sa.LargeBinary):
         return (lambda n: f"{n + 1}".encode()), _UNBOUNDED
     if isinstance(type_, sa.types.NullType):  # SQLite: a type name it does not know stores anything
-        return _text(column.name, None), _UNBOUNDED
+        return _text(name, None), _UNBOUNDED
     return None
+
+
+def _array(name: str, item_type: sa.types.TypeEngine[Any]) -> tuple[Callable[[int], Any], int] | None:
+    """One-element arrays of the item type's values: a list, or PostgreSQL's text for an array of
+    values the server spells."""
+    made = _value_maker(name, item_type)
+    if made is None:
+        return None
+    item, distinct = made
+
+    def make(n: int) -> Any:
+        value = item(n)
+        if isinstance(value, Spelled):
+            return Spelled('{"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"}')
+        return [value]
+    return make, distinct
+
+
+def _bits(type_: Any) -> tuple[Callable[[int], Any], int]:
+    """BIT(n) has exactly n bits; BIT VARYING(n) at most n."""
+    width = min(type_.length or 30, 30)
+    if getattr(type_, "varying", False):
+        return (lambda n: Spelled(format(n % 2**width, "b"))), 2**width
+    return (lambda n: Spelled(format(n % 2**width, f"0{width}b"))), 2**width
+
+
+def _spelled(make: Callable[[int], str]) -> Callable[[Any], tuple[Callable[[int], Any], int]]:
+    return lambda type_: ((lambda n: Spelled(make(n))), _UNBOUNDED)
+
+
+def _day(n: int) -> str:
+    return (_EPOCH.date() + datetime.timedelta(days=n)).isoformat()
+
+
+_NUMBERS = _spelled(lambda n: f"[{n + 1},{n + 2})")
+_DAYS = _spelled(lambda n: f"[{_day(n)},{_day(n + 1)})")
+_TIMES = _spelled(lambda n: f"[{_day(n)} 12:00,{_day(n + 1)} 12:00)")
+
+# Types SQLAlchemy reflects whose values are best given as the server spells them, by type name.
+def _dialect_type(type_: sa.types.TypeEngine[Any]) -> str:
+    """`postgresql.INET`, `mysql.YEAR`: a dialect's own type, by name (the same in every version)."""
+    module = type(type_).__module__.split(".")
+    return f"{module[2]}.{type(type_).__name__}" if module[:2] == ["sqlalchemy", "dialects"] else ""
+
+
+_SPELLED: dict[str, Callable[[Any], tuple[Callable[[int], Any], int] | None]] = {
+    "postgresql.INET": _spelled(lambda n: f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"),
+    "postgresql.CIDR": _spelled(lambda n: f"10.{n // 256 % 256}.{n % 256}.0/24"),
+    "postgresql.MACADDR": _spelled(lambda n: "08:00:2b:" + ":".join(f"{n >> s & 255:02x}"
+                                                                    for s in (16, 8, 0))),
+    "postgresql.MONEY": _spelled(lambda n: f"{n + 1}.00"),
+    "postgresql.TSVECTOR": _spelled(lambda n: f"word{n + 1}"),
+    "postgresql.BIT": _bits,
+    "postgresql.INT4RANGE": _NUMBERS, "postgresql.INT8RANGE": _NUMBERS, "postgresql.NUMRANGE": _NUMBERS,
+    "postgresql.DATERANGE": _DAYS, "postgresql.TSRANGE": _TIMES, "postgresql.TSTZRANGE": _TIMES,
+    # MySQL / MariaDB
+    "mysql.YEAR": lambda type_: ((lambda n: 2001 + n % 150), 150),
+    "mysql.SET": lambda type_: ((_cycle(list(type_.values)), len(type_.values)) if type_.values else None),
+}
 
 
 def _numeric(type_: sa.Numeric[Any]) -> tuple[Callable[[int], Any], int] | None:
