@@ -8,8 +8,11 @@
 For each size, one generated project (bench/generate.py) and, interleaved run by run so that a busy
 machine slows every tool alike: migcheck with its default checks; the `flask db` pipeline (upgrade,
 check, downgrade base, upgrade: four processes on a fresh SQLite file); pytest-alembic's four default
-tests (in their own venv, pytest < 9); one process doing a full upgrade + downgrade (the floor).
-Every command runs in a fresh process; its wall time and peak RSS (from wait4, which covers the
+tests (in their own venv, pytest < 9); one process doing a full upgrade + downgrade (the floor);
+`flask db check` on a migrated database (what a warm migcheck run is measured against); migcheck on
+the same history with every downgrade `pass`; migcheck as CI runs it on a pull request (in a git
+repository, main's cache restored); with --postgres, migcheck --db-url and the `flask db` pipeline on
+that server. Every command runs in a fresh process; its wall time and peak RSS (from wait4, which covers the
 process and every descendant it waited for) are recorded. Each tool runs once untimed first, which
 also checks that it passes. A benchmark, not a test: it reports times and never fails on them.
 
@@ -218,7 +221,7 @@ def migcheck_has_cache() -> bool:
 
 def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Path | None,
               configured_url: str, cache: bool, ci_repo: Path | None = None,
-              bad: Layout | None = None) -> list[Tool]:
+              bad: Layout | None = None, pipeline: bool = True) -> list[Tool]:
     python = sys.executable
     tmpdir = place.directory / "tmp"
     fresh = place.directory / "fresh.sqlite"
@@ -264,10 +267,11 @@ def tools_for(layout: Layout, place: Place, pa_root: Path | None, pa_python: Pat
         tools.append(Tool("migcheck-bad", "migcheck --no-cache, every downgrade `pass`",
                           [[python, "-m", "migcheck", "--app", bad.app, "--no-cache"]], bad.root,
                           migcheck_env, place.name, codes=(1,)))
-    tools.append(Tool("pipeline", "flask db pipeline (4 processes)",
-                      [flask_db + ["upgrade"], flask_db + ["check"], flask_db + ["downgrade", "base"],
-                       flask_db + ["upgrade"]], layout.root, base_env(fresh_url, tmpdir), place.name,
-                      remove_fresh))
+    if pipeline:
+        tools.append(Tool("pipeline", "flask db pipeline (4 processes)",
+                          [flask_db + ["upgrade"], flask_db + ["check"], flask_db + ["downgrade", "base"],
+                           flask_db + ["upgrade"]], layout.root, base_env(fresh_url, tmpdir), place.name,
+                          remove_fresh))
     if pa_root is not None and pa_python is not None:
         tools.append(Tool("pytest-alembic", "pytest-alembic (4 default tests)",
                           [[str(pa_python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -381,7 +385,8 @@ class SizeResult(NamedTuple):
 
 
 def bench_size(revisions: int, models: int, work: Path, where: list[Place], repeat: int,
-               pa_python: Path | None, postgres: str | None = None) -> SizeResult:
+               pa_python: Path | None, postgres: str | None = None, sqlite: bool = True,
+               pipeline: bool = True) -> SizeResult:
     label = f"N{revisions}-M{models}"
     print(f"== {label}", flush=True)
     size_dir = work / label
@@ -389,14 +394,15 @@ def bench_size(revisions: int, models: int, work: Path, where: list[Place], repe
     started = time.perf_counter()
     layout = generate(size_dir / "project", revisions, models)
     generate_seconds = time.perf_counter() - started
-    pa_root = pytest_alembic_copy(layout, size_dir / "pytest-alembic-project") if pa_python else None
+    pa_root = (pytest_alembic_copy(layout, size_dir / "pytest-alembic-project") if pa_python and sqlite
+               else None)
     configured = size_dir / "configured.sqlite"  # what the app is configured with: must stay untouched
     cache = migcheck_has_cache()
-    repo = git_repository(layout, size_dir / "repository") if cache else None
-    bad = generate(size_dir / "bad-project", revisions, models, bad_downgrades=True)
-    tools = [tool for place in where
+    repo = git_repository(layout, size_dir / "repository") if cache and sqlite else None
+    bad = generate(size_dir / "bad-project", revisions, models, bad_downgrades=True) if sqlite else None
+    tools = [tool for place in (where if sqlite else [])
              for tool in tools_for(layout, place._replace(directory=place.directory / label), pa_root,
-                                   pa_python, f"sqlite:///{configured}", cache, repo, bad)]
+                                   pa_python, f"sqlite:///{configured}", cache, repo, bad, pipeline)]
     if postgres:
         tools += postgres_tools(layout, postgres, work / label / "pg-tmp", f"sqlite:///{configured}")
     results = run_tools(tools, repeat, size_dir / "logs", label)
@@ -551,7 +557,10 @@ def _rows(sizes: list[SizeResult]) -> list[tuple[SizeResult, str, dict[str, Resu
 
 def report(sizes: list[SizeResult], start: list[Result], context: Context) -> str:
     rows = _rows(sizes)
-    labels = {r.tool.key: r.tool.label for r in sizes[0].results}
+    labels: dict[str, str] = {}
+    for size in sizes:  # in the order the tools ran (a PostgreSQL-only size may come first)
+        for result in size.results:
+            labels.setdefault(result.tool.key, result.tool.label)
     keys = list(labels)
     warm = "migcheck-warm" in keys
     out = ["# Benchmarks", "",
@@ -575,9 +584,18 @@ def report(sizes: list[SizeResult], start: list[Result], context: Context) -> st
            + ("; with `--no-cache` (every revision upgraded and round-tripped), and warm: with its cache "
               "of the migrated scratch database filled by an earlier run, after an edit to a models "
               "file (no migration changed)" + ("; and as a CI job with the GitHub Action's cache: the "
-              "cache directory a run on the previous commit saved (the same history less its newest "
-              "revision) restored, then one new revision to check." if "migcheck-ci" in keys else ".")
-              if warm else "."),
+              "cache directory that a run on branch `main` saved in the same git checkout (the same "
+              "history less its newest revision) restored, then the branch `feature`, with one new "
+              "revision to check (the safety and data checks' scope: new since main)."
+              if "migcheck-ci" in keys else ".") if warm else "."),
+           "- **migcheck, every downgrade `pass`**: `--no-cache` on the same history generated with "
+           "`--bad-downgrades`: every revision's round trip fails (exit 1), and the walk must go on.",
+           "- **flask db check (migrated database)**: one process on a SQLite file already at head "
+           "(upgraded once, untimed): the drift-only anchor for a warm migcheck run.",
+           "- **PostgreSQL server** rows (with `--postgres`, at the first size): migcheck `--no-cache "
+           "--db-url SERVER` (it creates and drops its own database), and the pipeline below on a "
+           "database of the same server, made afresh before each run. The server's own CPU time is not "
+           "in the CPU columns (it is not a child process).",
            "- **flask db pipeline**: `flask db upgrade`, `flask db check`, `flask db downgrade base`, "
            "`flask db upgrade` (four processes; `check` needs the database at head) on a fresh SQLite file.",
            "- **pytest-alembic**: its four default tests (single head, upgrade, model definitions match "
@@ -678,7 +696,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also profile one migcheck run at the largest size")
     parser.add_argument("--postgres", metavar="URL",
                         help="also time migcheck --db-url URL and the flask db pipeline on this PostgreSQL "
-                             "server (e.g. postgresql://postgres@127.0.0.1:5432/), at the first size")
+                             "server (e.g. postgresql://postgres@127.0.0.1:5432/), at the first size or at "
+                             "--postgres-size")
+    parser.add_argument("--postgres-size", metavar="NxM",
+                        help="run the PostgreSQL row at this size alone (first), instead of the first size")
+    parser.add_argument("--no-pipeline", action="store_true",
+                        help="leave the flask db pipeline out on SQLite (it stays in the PostgreSQL row)")
     parser.add_argument("--output", type=Path,
                         help="the Markdown file to write (default docs/benchmarks.md; none with --small)")
     parser.add_argument("--workdir", type=Path, help="keep the projects and logs here (default: a temp dir, "
@@ -704,9 +727,15 @@ def main(argv: list[str] | None = None) -> int:
         load_start = os.getloadavg()
         start = startup(work, repeat)
         heavy = heavy_imports_at_startup()
-        # A server run takes minutes on a busy shared server: the PostgreSQL row is of the first size only.
-        results = [bench_size(n, m, work, where, repeat, pa_python, args.postgres if number == 0 else None)
-                   for number, (n, m) in enumerate(sizes)]
+        # A server run takes minutes on a busy shared server: the PostgreSQL row is of one size only.
+        results = []
+        if args.postgres and args.postgres_size:
+            n, m = (int(part) for part in args.postgres_size.split("x"))
+            results.append(bench_size(n, m, work, where, repeat, pa_python, args.postgres, sqlite=False))
+        results += [bench_size(n, m, work, where, repeat, pa_python,
+                               args.postgres if number == 0 and not args.postgres_size else None,
+                               pipeline=not args.no_pipeline)
+                    for number, (n, m) in enumerate(sizes)]
         load_end = os.getloadavg()
         profile_text = None
         if args.profile:
