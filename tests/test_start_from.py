@@ -80,18 +80,53 @@ def test_start_from_round_trips_the_base_revision(project: Project) -> None:
 
 def test_a_stamped_seed_starts_the_walk_after_its_revision(project: Project) -> None:
     legacy_history(project)
-    # the schema of an old release at FIRST: sample_app's first revision is not run, nor LEGACY
+    # a defect before the start is not the walk's: those revisions are graph-checked only
+    project.replace_downgrade(FIRST, "    pass\n")
+    # the schema of an old release at FIRST, stamped: neither LEGACY nor FIRST runs
     project.write("seed.sql", SEED.replace("value VARCHAR(64) NOT NULL,", "value VARCHAR(64) NOT NULL,\n"
                                            "    expires_at DATETIME,") + f"""
 CREATE TABLE tag (id INTEGER NOT NULL, name VARCHAR(50) NOT NULL, CONSTRAINT pk_tag PRIMARY KEY (id),
     CONSTRAINT uq_tag_name UNIQUE (name));
+CREATE TABLE user (id INTEGER NOT NULL, username VARCHAR(64) NOT NULL, email VARCHAR(255) NOT NULL,
+    display_name VARCHAR(120), is_active BOOLEAN NOT NULL,
+    created_at DATETIME DEFAULT (CURRENT_TIMESTAMP) NOT NULL, CONSTRAINT pk_user PRIMARY KEY (id),
+    CONSTRAINT uq_user_email UNIQUE (email), CONSTRAINT uq_user_username UNIQUE (username));
+CREATE TABLE post (id INTEGER NOT NULL, author_id INTEGER NOT NULL, title VARCHAR(200) NOT NULL,
+    slug VARCHAR(200) NOT NULL, body TEXT NOT NULL, published_at DATETIME,
+    created_at DATETIME DEFAULT (CURRENT_TIMESTAMP) NOT NULL, CONSTRAINT pk_post PRIMARY KEY (id),
+    CONSTRAINT fk_post_author_id_user FOREIGN KEY(author_id) REFERENCES user (id),
+    CONSTRAINT uq_post_author_id_slug UNIQUE (author_id, slug));
+CREATE INDEX ix_post_author_id ON post (author_id);
+CREATE INDEX ix_post_published_at ON post (published_at);
+CREATE TABLE post_tags (post_id INTEGER NOT NULL, tag_id INTEGER NOT NULL,
+    CONSTRAINT pk_post_tags PRIMARY KEY (post_id, tag_id),
+    CONSTRAINT fk_post_tags_post_id_post FOREIGN KEY(post_id) REFERENCES post (id) ON DELETE CASCADE,
+    CONSTRAINT fk_post_tags_tag_id_tag FOREIGN KEY(tag_id) REFERENCES tag (id) ON DELETE CASCADE);
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('{FIRST}');
 """)
-    # sample_app's first revision would fail here: it creates `tag`, which the seed holds
-    result = project.run("--no-cache", "--start-from", "seed.sql", "--select", "upgrade,roundtrip")
-    assert "table tag already exists" not in result.output
+    result = project.run("--start-from", "seed.sql", "--since", "base")
+    assert result.code == 0, result.output
     assert f"walk started at {FIRST} (alembic_version in seed.sql)" in result.out
+    # a later revision's defect is found from there
+    project.replace_downgrade(SECOND, "    pass\n")
+    result = project.run("--start-from", "seed.sql", "--since", "base")
+    assert result.code == 1, result.output
+    assert f"downgrade of `{SECOND}` leaves column `post.view_count` behind" in result.out
+    assert FIRST not in result.out.split("walk started")[0]
+    # a seed stamped past the revision that creates a table it lacks: the fix is the seed's
+    project.edit("seed.sql", "CREATE TABLE post_tags", "CREATE TABLE unrelated")
+    project.write("seed.sql", project.read("seed.sql").replace("TABLE post ", "TABLE old_post ")
+                  .replace("ON post (", "ON old_post ("))
+    lacking = project.run("--start-from", "seed.sql")
+    assert lacking.code == 1, lacking.output
+    assert f"`post` is created by `{FIRST}` (migrations/versions/" in lacking.out
+    assert "has not run before this revision on the starting schema seed.sql" in lacking.out
+    project.edit("seed.sql", f"VALUES ('{FIRST}')", "VALUES ('123456abcdef')")
+    unknown = project.run("--start-from", "seed.sql")
+    assert unknown.code == 2
+    assert "--start-from: the starting schema seed.sql stamps revision 123456abcdef, which is not in " \
+           "migrations" in unknown.err
 
 
 def test_start_from_a_dialect_path_on_sqlite(project: Project) -> None:
@@ -101,6 +136,12 @@ def test_start_from_a_dialect_path_on_sqlite(project: Project) -> None:
     result = project.run("--no-cache", "--start-from", "seed/{dialect}.sql")
     assert result.code == 0, result.output
     assert "on the schema from seed/sqlite.sql" in result.out
+    project.append("seed/sqlite.sql", "\nCREATE INDEX ix_token_value ON token (valu);\n")
+    broken = project.run("--no-cache", "--start-from", "seed/{dialect}.sql")
+    assert broken.code == 2
+    assert "--start-from: the starting schema seed/sqlite.sql failed at line " \
+           f"{project.line_of('seed/sqlite.sql', 'ix_token_value')} ('CREATE INDEX ix_token_value ON token " \
+           "(valu);'): OperationalError: no such column: valu." in broken.err
     missing = project.run("--no-cache", "--start-from", "other/{dialect}.sql")
     assert missing.code == 2
     assert "--start-from: no such file 'other/sqlite.sql' (`{dialect}` is sqlite here)" in missing.err

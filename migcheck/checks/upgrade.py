@@ -245,6 +245,10 @@ def hint(exc: BaseException, module: ModuleType, scratch_dialect: str, table: st
     later = created.creators(project.scripts, table) if table and project else []
     if later:
         made_by = ", ".join(f"`{s.revision}` ({relative(s.path)})" for s in later)
+        if project is not None and project.start is not None:  # the start may be stamped past it
+            return (f"`{table}` is created by {made_by}, which has not run before this revision on the "
+                    f"starting schema {project.start.shown}: add the table there if the schema is at "
+                    "a later revision, else make this revision come after it (its down_revision)")
         return (f"`{table}` is created by {made_by}, which does not run before this revision: make this "
                 "revision come after it (its down_revision), or create the table here")
     return "fix the revision so that `flask db upgrade` runs from an empty database"
