@@ -50,8 +50,7 @@ class Start(NamedTuple):
 
 
 def resolve(given: str, dialect: str, origin: str) -> Start:
-    """The start as given, checked before the app's database is touched: the file exists, or the
-    callable imports."""
+    """The start as given, checked before any check runs: the file exists, or the callable imports."""
     if is_callable(given):
         start = Start("callable", given, origin)
         _function(start)  # imported now: an error in it stops the run before any check
