@@ -351,4 +351,9 @@ def _digest(parts: list[str]) -> str:
 
 
 def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The hash of a file's content; for a file that cannot be read, what stops it (the run goes on
+    and meets the same error where it reads the file, as with --no-cache)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"

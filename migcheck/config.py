@@ -105,6 +105,9 @@ def _read(path: Path) -> dict[str, Any]:
             return tomllib.load(file)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"Could not read {path}: {exc}.") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise UsageError(f"Could not read {path}: it is not UTF-8, which TOML files must be ({exc}). "
+                         "Save it as UTF-8.") from exc
 
 
 def _validate(setting: Setting, value: Any, base: Path) -> Any:

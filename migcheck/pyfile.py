@@ -16,3 +16,14 @@ def read_source(path: str) -> str:
     """
     with tokenize.open(path) as file:
         return file.read()
+
+
+def read_source_leniently(path: str) -> str:
+    """The text of a Python file as the interpreter decodes it, else as UTF-8 with the bytes that do
+    not decode replaced: Python before 3.12 runs a file whose comments hold undeclared bytes of
+    another encoding (Latin-1), and its lines are still to be found. Raises OSError."""
+    try:
+        return read_source(path)
+    except (SyntaxError, ValueError):
+        with open(path, "rb") as file:
+            return file.read().decode("utf-8", "replace")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from migcheck import rules
 from migcheck.errors import UsageError
 from migcheck.findings import Finding
-from migcheck.pyfile import read_source
+from migcheck.pyfile import read_source_leniently
 
 if TYPE_CHECKING:
     from migcheck.findings import Run
@@ -117,7 +117,7 @@ def _inline_comments(path: str) -> tuple[list[tuple[str, str]], dict[int, list[t
     """The (rule pattern, reason) pairs a file ignores as a whole, and per line. A comment on a
     line of its own also covers the line below it."""
     try:
-        text = read_source(path)
+        text = read_source_leniently(path)
     except (OSError, SyntaxError, ValueError):
         return [], {}
     first_statement = _first_statement_line(text)

@@ -9,7 +9,7 @@ from alembic.script import Script
 
 from migcheck.findings import Finding
 from migcheck.project import Project
-from migcheck.pyfile import read_source
+from migcheck.pyfile import read_source_leniently
 from migcheck.usercode import relative
 
 NAME = "graph"
@@ -128,7 +128,7 @@ def _finding(rule: str, severity: str, script: Script, variable: str, message: s
 def _assignment_line(path: str, variable: str) -> int | None:
     """The line of `variable = ...` in a revision file (what a reviewer needs to look at)."""
     pattern = re.compile(rf"^{variable}\s*(:[^=]*)?=")
-    for number, line in enumerate(read_source(path).splitlines(), 1):
+    for number, line in enumerate(read_source_leniently(path).splitlines(), 1):
         if pattern.match(line):
             return number
     return None

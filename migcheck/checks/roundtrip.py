@@ -35,7 +35,7 @@ from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
 from migcheck.project import Project, start
 from migcheck.project.envrun import run_env
-from migcheck.pyfile import read_source
+from migcheck.pyfile import read_source_leniently
 from migcheck.state import contents, snapshot
 from migcheck.usercode import relative
 
@@ -289,7 +289,7 @@ def _irreversible(project: Project) -> tuple[set[str], list[Finding]]:
 
 
 def _line_of(path: str, pattern: str | re.Pattern[str]) -> int | None:
-    for number, line in enumerate(read_source(path).splitlines(), 1):
+    for number, line in enumerate(read_source_leniently(path).splitlines(), 1):
         if (pattern.search(line) if isinstance(pattern, re.Pattern) else line.startswith(pattern)):
             return number
     return None

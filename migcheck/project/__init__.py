@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -69,8 +70,15 @@ def open_project(app: Flask, scratch: Scratch, directory: str | None, options: O
             f"{options.origin('directory')}{relative_to}): it has no env.py. Run migcheck from your "
             "project's root, pass the directory that holds env.py, or create it with `flask db init`."
         )
-    config = migrate.migrate.get_config(os.fspath(path))
-    script = ScriptDirectory.from_config(config)
+    try:
+        config = migrate.migrate.get_config(os.fspath(path))
+        script = ScriptDirectory.from_config(config)
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"Could not read {relative(os.fspath(path / 'alembic.ini'))}: {type(exc).__name__}: "
+            f"{_one_line(exc)}. Alembic reads it as an INI file in UTF-8: every setting under a "
+            "[section] header, each section once. Fix the file (`flask db init` writes a fresh one)."
+        ) from exc
     scripts = _load_revision_files(script)
     # Alembic would import every revision file again to build its map; hand it the ones we have.
     script.revision_map = RevisionMap(lambda: scripts)
@@ -87,6 +95,10 @@ def _start(scratch: Scratch, options: Options) -> Start | None:
         raise UsageError(f"{origin}: the starting schema is run on the default database "
                          "(SQLALCHEMY_DATABASE_URI), and the app configures none.")
     return resolve(options.start_from, scratch.dialect, origin)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _migrations_directory(app: Flask, named: str) -> tuple[Path, tuple[str, ...]]:
@@ -130,10 +142,24 @@ def _load_revision_files(script: ScriptDirectory) -> list[Script]:
         # The one loader alembic has; the graph check needs every file, even a duplicate id.
         return compat.load_revisions(script)
     except Exception as exc:
-        where = user_location(exc)
+        where = user_location(exc) or _unloadable(script)
         at = f" in {where[0]}:{where[1]}" if where else f" in {relative(script.dir)}"
         error = exc.msg if isinstance(exc, SyntaxError) else exc  # its str() repeats file and line
         raise UsageError(
             f"Could not read the revision files{at}: {type(exc).__name__}: {error}. Fix that "
             "revision file (run with --verbose for the full traceback)."
         ) from exc
+
+
+def _unloadable(script: ScriptDirectory) -> tuple[str, int] | None:
+    """The revision file Python cannot compile when the error itself does not say (a NUL byte, a
+    binary or UTF-16 file), and the line, or 1."""
+    for directory in script._version_locations:
+        for path in sorted(Path(directory).glob("*.py")):
+            try:
+                compile(path.read_bytes(), os.fspath(path), "exec", dont_inherit=True)
+            except SyntaxError as exc:
+                return relative(os.fspath(path)), exc.lineno or 1
+            except (ValueError, OSError):
+                return relative(os.fspath(path)), 1
+    return None

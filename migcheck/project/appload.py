@@ -39,7 +39,7 @@ def load_migrate_app(import_path: str | None) -> tuple[Flask, tuple[str, ...]]:
     their own (manage.py) that the app never imports: without --app, load that module when it is the
     only one; with --app, say to point at it. Returns the app and, when found by looking, a note.
     """
-    load_dotenv()  # FLASK_APP from .flaskenv / .env counts as given
+    _load_dotenv()  # FLASK_APP from .flaskenv / .env counts as given
     given = import_path or os.environ.get("FLASK_APP") or None
     try:
         app = load_app(import_path)
@@ -117,10 +117,35 @@ def _migrate_calls(file: Path) -> list[tuple[int, str | None]]:
     return found
 
 
+def _load_dotenv() -> None:
+    """.env and .flaskenv, as the flask command reads them (python-dotenv: UTF-8 only)."""
+    try:
+        load_dotenv()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"Could not read {_undecodable_dotenv()}: it is not UTF-8 ({exc}), and "
+                         "python-dotenv, which reads it for the flask command, takes only UTF-8. "
+                         "Save it as UTF-8.") from exc
+
+
+def _undecodable_dotenv() -> str:
+    import dotenv
+
+    for name in (".env", ".flaskenv"):
+        path = dotenv.find_dotenv(name, usecwd=True)
+        try:
+            if path:
+                Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return relative(path)
+        except OSError:
+            continue
+    return ".env or .flaskenv"
+
+
 def load_app(import_path: str | None) -> Flask:
     """Import the app from `--app`, else FLASK_APP (after reading .env / .flaskenv)."""
     os.environ["FLASK_RUN_FROM_CLI"] = "true"  # a module-level app.run() must not start a server
-    load_dotenv()
+    _load_dotenv()
     import_path = import_path or os.environ.get("FLASK_APP") or None
     try:
         return ScriptInfo(app_import_path=import_path, set_debug_flag=False).load_app()

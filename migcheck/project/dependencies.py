@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from migcheck.pyfile import read_source
+from migcheck.pyfile import read_source_leniently
 from migcheck.usercode import is_user_code
 
 # Names through which a revision reads state that is not code.
@@ -87,7 +87,7 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
 def _scan(path: str, package: str | None) -> Scan:
     """The import statements and opaque names of one file (`package`: for its relative imports)."""
     try:
-        source = read_source(path)
+        source = read_source_leniently(path)
         tree = ast.parse(source, path)
     except (OSError, SyntaxError, ValueError):
         return Scan((), False)  # keyed by its content all the same; nothing more to follow
