@@ -7,11 +7,12 @@ the content of every revision file up to those heads and of every project module
 transitively (a chain of hashes, so editing an old revision, or a model it imports, invalidates every
 entry built on it); on env.py and the project modules it imports, alembic.ini, the Migrate(...) options
 and the library versions; and on the starting schema (`--start-from`): its SQL file, or the module of
-its callable and the project modules that imports. A revision file that reads state no file content keys
-(the app's configuration, the environment, other files: see project/dependencies.py) is never kept, nor
-anything above it. A run restores the entry that covers the longest unchanged stretch of the history and
-walks on from there: only new or changed revisions are upgraded and round-tripped. Entries are verified
-by hash before use; a bad one is deleted.
+its callable and the project modules that imports. And an entry serves only while every project file
+the walk that made it opened is unchanged (reads.py: data files read by any means, from any module). A
+revision file that reads state no file content keys (the app's configuration, the environment: see
+project/dependencies.py) is never kept, nor anything above it. A run restores the entry that covers the
+longest unchanged stretch of the history and walks on from there: only new or changed revisions are
+upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
 from migcheck.project.dependencies import Dependencies, find_dependencies
 
-FORMAT = 3
+FORMAT = 4
 KEEP = 3  # entries kept per project environment
 _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 
@@ -52,6 +53,7 @@ class Restored(NamedTuple):
     data: frozenset[str]  # the revisions it ran with generated rows in the tables (data check)
     rows: bool  # the database holds rows that the data check generated
     created: list[tuple[str | None, str, str]] = []  # what their in-scope revisions created (safety)
+    reads: dict[str, str] = {}  # the project files the walks over them opened -> their hashes
 
 
 class Safety(NamedTuple):
@@ -132,7 +134,7 @@ def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozens
               # the data check's revisions among its own are exactly those it ran with rows
               and (set(manifest["data"]) == set(manifest["revisions"]) & with_rows if with_rows
                    else not manifest["rows"])
-              and _same_safety(manifest, safety)):
+              and _same_safety(manifest, safety) and _unchanged(manifest["reads"])):
             candidates.append((len(manifest["revisions"]), entry, manifest))
     for _, entry, manifest in sorted(candidates, key=lambda c: c[0], reverse=True):
         if _copy_in(project, entry, manifest["files"]):
@@ -143,9 +145,14 @@ def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozens
             created = [(bind, kind, name) for bind, kind, name in saved.get("created", ())] \
                 if safety and safety.scope & set(manifest["revisions"]) else []
             return Restored(frozenset(manifest["revisions"]), findings, frozenset(manifest["data"]),
-                            manifest["rows"], created)
+                            manifest["rows"], created, manifest["reads"])
         shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
     return None
+
+
+def _unchanged(reads: dict[str, str]) -> bool:
+    """Whether the files the entry's walks read still hold what they read."""
+    return all(_file_digest(Path(path)) == digest for path, digest in reads.items())
 
 
 def _same_safety(manifest: dict[str, Any], safety: Safety | None) -> bool:
@@ -171,11 +178,12 @@ def _wanted(finding: dict[str, Any], roundtrip: bool, with_rows: frozenset[str],
 
 def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: bool,
          data: frozenset[str], rows: bool, safety: Safety | None = None,
-         created: Iterable[tuple[str | None, str, str]] = ()) -> None:
+         created: Iterable[tuple[str | None, str, str]] = (), reads: Iterable[str] = ()) -> None:
     """Keep the scratch database, now at the heads, with what the walk found on the way and how it
     walked: `data`, the revisions it ran with generated rows; `rows`, whether any are left;
     `safety`, the scope and target of the safety check; `created`, what its in-scope revisions
-    created (new objects, which its rules never flag)."""
+    created (new objects, which its rules never flag); `reads`, the project files it (and the walks
+    of the entry it resumed from) opened."""
     chain, directory = cache.chain, cache.directory
     if not all(rev in chain for rev in project.script.get_heads()):
         return  # a revision on the way reads state that no key covers
@@ -198,6 +206,7 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                         "safety": safety and {"scope": sorted(safety.scope & set(chain)),
                                               "target": safety.target,
                                               "created": sorted(created, key=repr)},
+                        "reads": {path: _file_digest(Path(path)) for path in sorted(set(reads))},
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
             text = json.dumps(manifest, default=str)
@@ -260,6 +269,7 @@ def _well_formed(manifest: Any) -> bool:
             and strings(manifest.get("data")) and _safety_well_formed(manifest.get("safety"))
             and string_map(manifest.get("heads"))
             and string_map(manifest.get("files")) and strings(manifest.get("revisions"))
+            and string_map(manifest.get("reads"))
             and isinstance(manifest.get("findings"), list)
             and all(finding(f) for f in manifest["findings"]))
 

@@ -9,7 +9,7 @@ import warnings
 from contextlib import nullcontext
 from typing import NamedTuple
 
-from migcheck import cache, scope
+from migcheck import cache, reads, scope
 from migcheck.checks import data, drift, graph, imports, roundtrip, safety, upgrade
 from migcheck.databases.scratch import Scratch, scratch_area
 from migcheck.findings import Finding, Run
@@ -126,7 +126,9 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
     observers: list[upgrade.Observer] = [caught, *([watch] if watch else [])]
     if watch and restored:  # what cached in-scope revisions created is still new
         watch.created.update(restored.created)
-    with upgrade.catching(caught), safety.watching(watch) if watch else nullcontext():
+    excluded = [os.fspath(project.scratch.root)] + ([os.fspath(kept.directory.parent)] if kept else [])
+    with upgrade.catching(caught), safety.watching(watch) if watch else nullcontext(), \
+            reads.recording(excluded) as read:
         if round_trip or with_rows:
             # The round trip walks from base to head too, so it stands in for the plain upgrade. For
             # the data check alone, only its revisions are round-tripped.
@@ -145,5 +147,6 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
         checked = (restored.data if restored else frozenset()) | with_rows
         cache.save(kept, project, walked, round_trip, checked,
                    rows=bool(with_rows) or bool(restored and restored.rows), safety=safety_key,
-                   created=watch.created if watch else ())
+                   created=watch.created if watch else (),
+                   reads=read | set(restored.reads if restored else ()))
     return walked, len(already)

@@ -288,3 +288,66 @@ def test_cache_directory_that_is_a_file_costs_a_warning(project: Project) -> Non
         assert result.code == 0 and "no problems" in result.out, result.output
         assert "migcheck: warning:" in result.err and "cache" in result.err
     assert blocker.read_text() == "not a directory\n"
+
+
+SIZED_REVISION = '''"""post.subtitle, sized from a data file"""
+from alembic import op
+import sqlalchemy as sa
+{imports}
+
+revision = "eee555"
+down_revision = "e9e549eb0d5f"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("post", sa.Column("subtitle", sa.String({size})))
+
+
+def downgrade():
+    with op.batch_alter_table("post") as batch_op:
+        batch_op.drop_column("subtitle")
+'''
+
+# How the revision reads the data file (imports, the size, code after downgrade()): none of these
+# is a name the source scan knows.
+SIZE_READERS = {
+    "pkgutil.get_data": ("import json, pkgutil",
+                         'json.loads(pkgutil.get_data("sample_app", "sizes.json"))["subtitle"]', ""),
+    "ConfigParser.read": ("import configparser", 'int(_sizes()["subtitle"])',
+                          "\n\ndef _sizes():\n    parser = configparser.ConfigParser()\n"
+                          '    parser.read("sample_app/sizes.ini")\n    return parser["sizes"]\n'),
+    "through the package's __init__": ("import sample_app", "sample_app.sizes.subtitle()", ""),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(SIZE_READERS))
+def test_data_file_a_revision_reads_is_part_of_the_key(project: Project, reader: str) -> None:
+    """Cached verdict = fresh verdict: the column's size comes from a file the revision reads."""
+    imports, size, more = SIZE_READERS[reader]
+    project.write("migrations/versions/eee555_subtitle.py",
+                  SIZED_REVISION.format(imports=imports, size=size) + more)
+    project.write("sample_app/sizes.py", "import json, os\n\n\ndef subtitle():\n"
+                  "    with open(os.path.join(os.path.dirname(__file__), 'sizes.json')) as file:\n"
+                  "        return json.load(file)['subtitle']\n")
+    project.append("sample_app/__init__.py", "\nfrom . import sizes  # noqa: E402\n")
+    project.edit("sample_app/models/blog.py", "    body = db.Column(db.Text, nullable=False, default=\"\")\n",
+                 "    body = db.Column(db.Text, nullable=False, default=\"\")\n"
+                 "    subtitle = db.Column(db.String(50))\n")
+
+    def sizes(value: int) -> None:
+        project.write("sample_app/sizes.json", json.dumps({"subtitle": value}))
+        project.write("sample_app/sizes.ini", f"[sizes]\nsubtitle = {value}\n")
+
+    sizes(50)
+    first = project.run()
+    assert first.code == 0, first.output
+    warm = project.run()
+    assert warm.code == 0 and "4 revisions (4 from cache)" in warm.out, warm.output
+    sizes(80)
+    fresh = project.run("--no-cache")
+    assert fresh.code == 1, fresh.output
+    cached = project.run()
+    assert cached.code == 1, cached.output
+    assert cached.out.splitlines()[0] == fresh.out.splitlines()[0]

@@ -11,7 +11,8 @@ What no file content can key is what a revision reads while it runs: the app's c
 (`current_app`), the environment, other files, modules named at run time. A revision file that
 mentions any of these, or imports a project module that does (transitively, but not through a
 package's `__init__.py`: that is the app's glue, whose factory and config read the environment when
-the app loads, not when a revision runs), is `opaque`, and the cache does not keep it.
+the app loads, not when a revision runs), is `opaque`, and the cache does not keep it. The files a
+revision actually opens while it runs, through any module, are seen by reads.py and key the entry.
 """
 
 from __future__ import annotations
