@@ -37,7 +37,7 @@ from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
 from migcheck.project.dependencies import Dependencies, find_dependencies
 
-FORMAT = 4
+FORMAT = 5  # 5: round-trip findings name their table and column or index
 KEEP = 3  # entries kept per project environment
 _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 

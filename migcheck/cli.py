@@ -273,10 +273,12 @@ def _ignores(patterns: list[str], parser: argparse.ArgumentParser) -> list[Ignor
 
 def _report(result: Run, args: argparse.Namespace, ignores: list[Ignore],
             baseline: Counter[Key] | None) -> int:
-    """Suppression, then the report in the chosen format, then the exit code."""
+    """Suppression (per object), grouping (one finding per revision and rule), then the report in
+    the chosen format, then the exit code."""
+    from migcheck import grouping
     from migcheck.findings import exit_code
 
-    result = _suppress(result, args, ignores, baseline)
+    result = grouping.group(_suppress(result, args, ignores, baseline))
     try:
         _print(result, args)
     except BrokenPipeError:  # the reader left early (`migcheck | head`): the verdict still stands

@@ -55,10 +55,12 @@ def parse_ignore(text: str) -> Ignore:
 
 
 def object_of(finding: Finding) -> str | None:
-    """What a finding is about: `table` or `table.column`, else the revision id."""
+    """What a finding is about: `table`, `table.column` or `table.name` (an index or constraint),
+    else the revision id (also for a finding grouped over several objects: grouping.py)."""
     details = finding.details
     if details.get("table"):
-        return f"{details['table']}.{details['column']}" if details.get("column") else details["table"]
+        name = details.get("column") or details.get("name")
+        return f"{details['table']}.{name}" if name else details["table"]
     return details.get("revision")
 
 

@@ -231,12 +231,13 @@ op.execute('ALTER TABLE "user" ALTER COLUMN email TYPE VARCHAR(255)')
 @pytest.mark.parametrize("form", list(TYPE_CHANGES))
 def test_type_change_same_judgement_in_sql_and_op(project: Project, postgres: Server, form: str) -> None:
     path = add_revision(project, TYPE_CHANGES[form])
-    findings, _ = safety_findings(project, "--db-url", postgres.url)
-    assert [(f["rule"], f["object"], f["line"]) for f in findings] == [
+    [finding], _ = safety_findings(project, "--db-url", postgres.url)  # one for the revision
+    changes = finding["details"]["objects"]
+    assert [(finding["rule"], o["object"], o["line"]) for o in changes] == [
         ("safety-change-type", "user.display_name", project.line_of(path, "# <- narrower")),
         ("safety-change-type", "post.view_count", project.line_of(path, "# <- rewrites"))]
-    assert "from VARCHAR(120) to VARCHAR(60)" in findings[0]["message"]
-    assert "from INTEGER to BIGINT" in findings[1]["message"]
+    assert "from VARCHAR(120) to VARCHAR(60)" in changes[0]["message"]
+    assert "from INTEGER to BIGINT" in changes[1]["message"]
 
 
 def test_sql_dropping_what_does_not_exist_is_safe(project: Project, postgres: Server) -> None:
@@ -266,13 +267,14 @@ op.create_index('ix_comment_body', 'comment', ['body'], unique=True)  # <- 4
 with op.get_context().autocommit_block():
     op.execute('CREATE UNIQUE INDEX CONCURRENTLY ix_tag_name_unique ON tag (name)')  # <- 5
 """)
-    findings, _ = safety_findings(project, "--db-url", postgres.url)
-    assert [(f["rule"], f["line"]) for f in findings] == [
+    [finding], _ = safety_findings(project, "--db-url", postgres.url)  # one for the revision
+    indexes = finding["details"]["objects"]
+    assert [(finding["rule"], o["line"]) for o in indexes] == [
         ("safety-add-unique", project.line_of(path, f"# <- {n}")) for n in range(1, 6)]
     assert "without postgresql_concurrently=True: it fails if the rows have duplicates, and blocks " \
-        "writes while it builds" in findings[0]["message"]
-    assert findings[4]["message"].startswith("adds a unique index to `tag`, which existed before: it "
-                                             "fails if the rows have duplicates, leaving an invalid index")
+        "writes while it builds" in indexes[0]["message"]
+    assert indexes[4]["message"].startswith("adds a unique index to `tag`, which existed before: it "
+                                            "fails if the rows have duplicates, leaving an invalid index")
 
 
 def test_ddl_in_do_blocks(project: Project, postgres: Server) -> None:
@@ -316,8 +318,8 @@ with op.batch_alter_table('post') as batch_op:
     assert [(f["object"], f["line"]) for f in both] == [("post.body", project.line_of(second, MARK))]
     assert "2 revisions in scope (after e9e549eb0d5f (--since))" in report["notes"][0]
     # With only the head revision in scope, `fresh` was deployed by the revision before.
-    head_only, _ = safety_findings(project)
-    assert sorted(f["object"] for f in head_only) == ["fresh.name", "post.body"]
+    [head_only], _ = safety_findings(project)  # one finding for the revision's two drops
+    assert sorted(o["object"] for o in head_only["details"]["objects"]) == ["fresh.name", "post.body"]
     # With every revision in scope, `post` is new too: nothing was deployed.
     everything, _ = safety_findings(project, "--since", "base")
     assert everything == []
@@ -510,10 +512,12 @@ op.create_index('ix_post_title', 'post', ['title'])
     findings, report = safety_findings(project, "--db-url", mysql.url)
     assert [(f["rule"], f["line"]) for f in findings] == [
         ("safety-change-type", project.line_of(path, "# <- 1 to 2 byte length")),
-        ("safety-change-type", project.line_of(path, "# <- narrower")),
         ("safety-add-not-null-column", project.line_of(path, "# <- filled with 0")),
     ]
-    assert "fill the existing rows with the type's implicit default" in findings[2]["message"]
+    assert [(o["object"], o["line"]) for o in findings[0]["details"]["objects"]] == [
+        ("tag.name", project.line_of(path, "# <- 1 to 2 byte length")),
+        ("user.bio", project.line_of(path, "# <- narrower"))]
+    assert "fill the existing rows with the type's implicit default" in findings[1]["message"]
     assert "deploy target mariadb (the --db-url server)" in report["notes"][0] \
         or "deploy target mysql (the --db-url server)" in report["notes"][0]
 

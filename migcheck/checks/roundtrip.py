@@ -184,8 +184,8 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
                 findings.append(_finding(
                     "roundtrip-reupgrade-differs", revision,
                     f"re-upgrade of `{revision.revision}` after its downgrade gives a different "
-                    "schema: " + "; ".join(f"{what} {kind}" + (f" ({detail})" if detail else "")
-                                           for kind, what, detail in snapshot.differences(after, again)),
+                    "schema: " + "; ".join(f"{d.what} {d.kind}" + (f" ({d.detail})" if d.detail else "")
+                                           for d in snapshot.differences(after, again)),
                     "upgrade() must give the same schema from the state before it; look for "
                     "objects that the downgrade leaves behind and the upgrade then skips"))
                 raise _Restart
@@ -216,12 +216,17 @@ def _own_command(context: MigrationContext) -> Iterator[None]:
 def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snapshot.Snapshot,
              revision: Script, findings: list[Finding]) -> None:
     differences = snapshot.differences(before, back, upgraded)
-    for kind, what, detail in differences:
-        rule, template = _MESSAGES[kind]
-        findings.append(_finding(
-            rule, revision, template.format(rev=revision.revision, what=what, detail=detail),
+    for difference in differences:
+        rule, template = _MESSAGES[difference.kind]
+        finding = _finding(
+            rule, revision, template.format(rev=revision.revision, what=difference.what,
+                                            detail=difference.detail),
             "make downgrade() undo exactly what upgrade() does, or mark the revision with a "
-            "`# migcheck: irreversible` comment if it cannot be undone"))
+            "`# migcheck: irreversible` comment if it cannot be undone")
+        # the object it is about, for ignores and baselines (suppress.object_of)
+        named = {key: value for key in ("column", "name") if (value := getattr(difference, key))}
+        findings.append(finding._replace(details={**finding.details, "table": difference.table,
+                                                  **named}))
     if differences:
         raise _Restart  # re-upgrading on top of a wrong schema would only report the same thing
 

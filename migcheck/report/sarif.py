@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from migcheck import __version__, rules
 from migcheck.findings import Finding, Run, exit_code
+from migcheck.grouping import members
 from migcheck.report import repository_path, repository_root
 from migcheck.suppress import object_of
 
@@ -68,7 +69,7 @@ def _result(finding: Finding, rule_index: int, root: Path, fallback: str) -> dic
     text = finding.message + (f"\nFix: {finding.hint}" if finding.hint else "")
     artifact = ({"uri": Path(path).as_uri()} if os.path.isabs(path)  # outside the repository
                 else {"uri": quote(path), "uriBaseId": "%SRCROOT%"})
-    return {
+    result = {
         "ruleId": finding.rule,
         "ruleIndex": rule_index,
         "level": _LEVEL[finding.severity],
@@ -77,3 +78,11 @@ def _result(finding: Finding, rule_index: int, root: Path, fallback: str) -> dic
         "partialFingerprints": {"migcheckKey/v1": hashlib.sha256(key.encode()).hexdigest()},
         "properties": {"check": finding.check, "severity": finding.severity},
     }
+    grouped = members(finding)
+    if grouped:  # one finding for several objects of a revision: each one where it is
+        result["relatedLocations"] = [
+            {"id": number, "message": {"text": item["message"]},
+             "physicalLocation": {"artifactLocation": artifact,
+                                  **({"region": {"startLine": item["line"]}} if item["line"] else {})}}
+            for number, item in enumerate(grouped)]
+    return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from migcheck.findings import SEVERITIES, Finding, Run
+from migcheck.grouping import members
 
 _COLORS = {"fatal": "31;1", "error": "31;1", "warning": "33;1", "info": "36", "dim": "2",
            "bold": "1", "ok": "32;1"}
@@ -22,7 +23,7 @@ def render(run: Run, color: bool, verbose: bool = False) -> str:
         if previous is not None and finding.check != previous:
             lines.append("")
         previous = finding.check
-        lines.extend(_finding_lines(finding, paint))
+        lines.extend(_finding_lines(finding, paint, verbose))
     if verbose and run.waived:
         lines += ([""] if lines else []) + ["suppressed:"]
         for finding, how, why in run.waived:
@@ -35,11 +36,16 @@ def render(run: Run, color: bool, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _finding_lines(finding: Finding, paint: object) -> list[str]:
+def _finding_lines(finding: Finding, paint: object, verbose: bool = False) -> list[str]:
+    """`verbose`: a finding grouped over several objects lists every one of them."""
     assert callable(paint)
     where = paint(f"{finding.location}: ", "bold") if finding.location else ""
     label = "" if finding.severity in ("error", "fatal") else f"{finding.severity}: "
     lines = [f"{where}{paint(finding.check, finding.severity)}: {label}{finding.message}"]
+    if verbose:
+        for item in members(finding):
+            at = f"line {item['line']}: " if item["line"] and item["line"] != finding.line else ""
+            lines.append(paint(f"    - {at}{item['message']}", "dim"))
     for key in ("statement", "code"):
         if finding.details.get(key):
             lines += [paint(f"    {line}", "dim") for line in finding.details[key].splitlines()]

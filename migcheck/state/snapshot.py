@@ -17,6 +17,15 @@ from migcheck import compat
 VERSION_TABLE = "alembic_version"
 
 
+class Difference(NamedTuple):
+    kind: str  # "extra" (in actual only), "missing" (in expected only), "changed" (detail says how)
+    what: str  # as a message names it: "column `post.x`", "index `ix_x` on `post`", "table `post`"
+    detail: str | None
+    table: str
+    column: str | None = None  # for a column
+    name: str | None = None  # for an index or constraint
+
+
 class Snapshot(NamedTuple):
     dialect: str
     ddl: dict[str, tuple[tuple[str, str, str], ...]]  # SQLite: table -> its (type, name, sql) rows
@@ -45,9 +54,8 @@ def tables(snapshot: Snapshot) -> list[str]:
 
 
 def differences(expected: Snapshot, actual: Snapshot, between: Snapshot | None = None
-                ) -> list[tuple[str, str, str | None]]:
-    """What changed from `expected` to `actual`: (kind, object, detail) with kind one of
-    "extra" (in actual only), "missing" (in expected only), "changed" (detail says how).
+                ) -> list[Difference]:
+    """What changed from `expected` to `actual`, one Difference per object.
 
     `between`: a snapshot taken on the way (after the upgrade, for a downgrade). An index that
     MySQL made there for a foreign key and kept when the key was dropped is not "extra"."""
@@ -60,15 +68,15 @@ def differences(expected: Snapshot, actual: Snapshot, between: Snapshot | None =
         before, after = _shape(expected, changed), _shape(actual, changed)
     else:
         before, after = expected.shape, actual.shape
-    found: list[tuple[str, str, str | None]] = []
+    found: list[Difference] = []
     for table in sorted(before.keys() | after.keys()):
         what = f"{before.get(table, after.get(table, {})).get('kind', 'table')} `{table}`"
         if table not in after:
-            found.append(("missing", what, None))
+            found.append(Difference("missing", what, None, table))
         elif table not in before:
-            found.append(("extra", what, None))
+            found.append(Difference("extra", what, None, table))
         elif "sql" in before[table]:
-            found.append(("changed", what, "its definition changed"))
+            found.append(Difference("changed", what, "its definition changed", table))
         elif before[table] != after[table]:
             made = between.shape.get(table, {}).get("made_for_keys", ()) if between else ()
             found += _table_differences(table, before[table], after[table], made)
@@ -86,23 +94,26 @@ _NOISE = re.compile(r" ?([(),]) ?")
 
 
 def _table_differences(table: str, before: dict[str, Any], after: dict[str, Any],
-                       made_for_keys: tuple[str, ...] = ()) -> list[tuple[str, str, str | None]]:
-    found: list[tuple[str, str, str | None]] = []
+                       made_for_keys: tuple[str, ...] = ()) -> list[Difference]:
+    found: list[Difference] = []
     for aspect, label in (("columns", "column"), ("indexes", "index"),
                           ("uniques", "unique constraint"), ("foreign_keys", "foreign key")):
         old, new = before[aspect], after[aspect]
         for name in sorted(old.keys() | new.keys(), key=str):
-            what = f"{label} `{table}.{name}`" if aspect == "columns" else f"{label} `{name}` on `{table}`"
+            column = aspect == "columns"
+            what = f"{label} `{table}.{name}`" if column else f"{label} `{name}` on `{table}`"
+            named = {"column": name} if column else {"name": name}
             if name not in new:
-                found.append(("missing", what, None))
+                found.append(Difference("missing", what, None, table, **named))
             elif name not in old:
                 if not (aspect == "indexes" and name in made_for_keys):  # MySQL's, kept: not extra
-                    found.append(("extra", what, None))
+                    found.append(Difference("extra", what, None, table, **named))
             elif old[name] != new[name]:
-                found.append(("changed", what, f"{_show(old[name])} became {_show(new[name])}"))
+                found.append(Difference("changed", what, f"{_show(old[name])} became {_show(new[name])}",
+                                        table, **named))
     if before["primary_key"] != after["primary_key"]:
-        found.append(("changed", f"primary key of `{table}`",
-                      f"{before['primary_key']} became {after['primary_key']}"))
+        found.append(Difference("changed", f"primary key of `{table}`",
+                                f"{before['primary_key']} became {after['primary_key']}", table))
     return found
 
 
