@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -216,7 +217,7 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
             os.replace(staging, entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        _evict(directory)
+        _evict(directory, entry)
     except (OSError, sqlite3.Error) as exc:  # a cache that cannot be written only costs speed
         _warn(f"could not write the cache in {directory}: {exc}")
 
@@ -349,10 +350,18 @@ def _stable(value: Any) -> str:
     return repr(value)
 
 
-def _evict(directory: Path) -> None:
-    entries = sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[KEEP:]:
+def _evict(directory: Path, kept: Path) -> None:
+    """Keep the entry just written and the most recently used others (KEEP in all). An entry dated
+    in the future (a clock that was wrong, or jumped back since) counts as the least recent: else it
+    would outrank every new entry, which would be evicted as soon as it was written."""
+    now = time.time()
+
+    def used(entry: Path) -> float:
+        mtime = entry.stat().st_mtime
+        return mtime if mtime <= now + 60 else float("-inf")
+
+    others = sorted((p for p in _entries(directory) if p != kept), key=used, reverse=True)
+    for old in others[KEEP - 1:]:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -50,7 +50,7 @@ def run_on(server: Server, project: Project, *args: str, app: str = "sample_app:
 def assert_dropped(server: Server, project: Project, binds: tuple[str, ...] = ("default",)) -> None:
     names = recorded(project.path / "scratch.txt")
     assert {name.rsplit("_", 1)[-1] for name in names} == set(binds), names
-    assert all(re.fullmatch(r"migcheck_[0-9a-f]{8}_\w+", name) for name in names), names
+    assert all(re.fullmatch(r"migcheck_r[0-9a-f]{8}_\w+", name) for name in names), names
     left = set(names) & server.databases()
     assert not left, f"migcheck left its scratch databases behind: {left}"
 

@@ -248,6 +248,7 @@ def _compare_rows(before: contents.Contents, back: contents.Contents, revision: 
 
 def _step_failure(exc: BaseException, current: Step, project: Project) -> Finding:
     revision = current.step.revision
+    upgrade.not_the_migrations(exc, f"the {current.action} of `{revision.revision}`", project)
     where = upgrade.frame_in(exc, revision.path)
     error = upgrade.describe(exc)
     if current.action == "downgrade":

@@ -16,7 +16,7 @@ from alembic.operations import BatchOperations, Operations, ops
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
-from migcheck.databases import dialects
+from migcheck.databases import dialects, faults
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
@@ -147,7 +147,10 @@ def observed(step: RevisionStep, context: MigrationContext, observers: Sequence[
 
 
 def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> Finding:
-    """A finding for a migration step (or env.py) that raised."""
+    """A finding for a migration step (or env.py) that raised; CouldNotCheck for a fault that is not
+    the migrations' (a full disk, no memory, a lost connection)."""
+    not_the_migrations(exc, f"upgrading to `{step.revision.revision}`" if step else "running env.py",
+                       project)
     if step is None:
         path = os.fspath(project.directory / "env.py")
         where = frame_in(exc, path) or user_location(exc)
@@ -196,6 +199,11 @@ def _needs_start(exc: BaseException, revision: Script, table: str, where: tuple[
     return Finding(NAME, "upgrade-needs-start", "fatal", message,
                    where[0] if where else relative(revision.path), where[1] if where else None, fix,
                    {"revision": revision.revision, "table": table, "error": describe(exc)})
+
+
+def not_the_migrations(exc: BaseException, doing: str, project: Project) -> None:
+    server = project.scratch.server
+    faults.check(exc, doing, os.fspath(project.scratch.root.parent), server.backend if server else None)
 
 
 def _env_hint(exc: BaseException) -> str:

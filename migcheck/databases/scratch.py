@@ -14,6 +14,7 @@ PostgreSQL or MySQL/MariaDB server (see servers.py).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -160,7 +161,9 @@ def _throwaway_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
 def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterator[Scratch]:
     """A Scratch for the duration of the block; removed at exit, also on errors and Ctrl-C."""
     server = Server(parse_url(db_url, origin), origin) if db_url else None
+    _reclaim_directories()
     scratch = Scratch(Path(tempfile.mkdtemp(prefix="migcheck-")), server)
+    owner = _claim(scratch.root)
 
     def refuse_foreign(dialect: sa.engine.Dialect, conn_rec: Any, cargs: Any,
                        cparams: dict[str, Any]) -> Any:
@@ -218,6 +221,10 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
             try:
                 if server is not None:
                     server.open()
+                    if server.reclaimed:
+                        print(f"migcheck: dropped {len(server.reclaimed)} scratch database(s) that "
+                              f"runs killed before they could clean up left on {server.label}: "
+                              f"{', '.join(server.reclaimed)}", file=sys.stderr)
                 yield scratch
             finally:  # told by the error that ends the run, or below
                 refused = run_guard.take()
@@ -233,6 +240,45 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
         sa.event.remove(sa.engine.Engine, "connect", _throwaway_sqlite)
         sa.event.remove(sa.engine.Engine, "handle_error", remember_error)
         shutil.rmtree(scratch.root, ignore_errors=True)
+        os.close(owner)
+
+
+_OWNER = "owner.lock"  # in a scratch directory: locked (flock) by the run that owns it while it lives
+
+
+def _claim(root: Path) -> int:
+    """Lock the run's scratch directory for as long as the run lives (the lock dies with it). The
+    lock file appears already locked, so another run never finds it free."""
+    staged = root / f".{_OWNER}"
+    owner = os.open(staged, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    os.rename(staged, root / _OWNER)
+    return owner
+
+
+def _reclaim_directories() -> None:
+    """Remove the scratch directories of runs that were killed (SIGKILL) before they could: those
+    whose lock nobody holds. A directory without a lock (made by another tool, or a moment ago) stays."""
+    removed = []
+    for path in sorted(Path(tempfile.gettempdir()).glob("migcheck-*")):
+        try:
+            lock = os.open(path / _OWNER, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            continue  # its run is alive
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(os.fspath(path))
+        finally:
+            os.close(lock)
+    if removed:
+        print(f"migcheck: removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
+              f"that runs killed before they could clean up left behind: {', '.join(removed)}",
+              file=sys.stderr)
 
 
 def _drop_server_databases(scratch: Scratch, server: Server) -> None:

@@ -1,11 +1,15 @@
 """Scratch databases on a real PostgreSQL or MySQL/MariaDB server (`--db-url`).
 
-Given a server URL, migcheck creates one database per bind, named `migcheck_<random>_<bind>`, and
-drops it at the end. Given a URL that names a database, it uses that database only if it holds
-nothing at all (no table, view, sequence, type, routine, ...: anything the emptying might drop, or
-that would change what the migrations do), and empties it again at the end. The one other
-connection it opens is its own admin connection, which runs nothing but those CREATE / DROP DATABASE
-statements (or, for a given database, the emptiness check and the emptying).
+Given a server URL, migcheck creates one database per bind, named `migcheck_r<token>_<bind>`, and
+drops it at the end. For as long as the run lives it holds a lock named after its token on the
+server (a PostgreSQL advisory lock, a MySQL named lock: both die with the session); at start it drops
+the databases of runs whose lock nobody holds, which were killed before they could drop them
+(databases named the old way, `migcheck_<hex>_<bind>`, are never touched: no lock tells about them).
+Given a URL that names a database, it uses that database only if it holds nothing at all (no table,
+view, sequence, type, routine, ...: anything the emptying might drop, or that would change what the
+migrations do), and empties it again at the end. The one other connection it opens is its own admin
+connection, which runs nothing but those CREATE / DROP DATABASE statements and the locks (or, for a
+given database, the emptiness check and the emptying).
 
 Roles and users live on the server, outside any database: the ones a run's statements create (and
 that did not exist when it started) are dropped at the end too, and at each rebuild of the scratch
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -95,6 +99,8 @@ class Server:
         self.backend = url.get_backend_name()
         self.given = url.database or None  # a database named in the URL: use it, never create or drop
         self.token = secrets.token_hex(4)
+        self.lock: sa.engine.Connection | None = None  # holds the run's lock on the server
+        self.reclaimed: list[str] = []  # databases of killed runs dropped at start
         self.names: dict[str | None, str] = {}  # bind key -> scratch database name
         self.created: list[str] = []
         self.extensions: frozenset[str] = frozenset()  # those a given database held: kept
@@ -122,6 +128,9 @@ class Server:
                 self.extensions = _extensions(connection)
                 self.schemas = frozenset(_schemas(connection))
         if not self.given:
+            self.lock = self._admin()
+            _lock(self.lock, self.token, wait=True)  # before any database of this run exists
+            self.reclaimed = self._reclaim()
             self.url_for(None)  # the default bind's database; nearly every app has one
             return
         remote = sorted(self.extensions & {"dblink", "postgres_fdw"})
@@ -232,6 +241,35 @@ class Server:
 
     def close(self) -> str | None:
         """Drop what this run created, or empty the given database; None, or what is left to do."""
+        try:
+            return self._clean_up()
+        finally:
+            if self.lock is not None:  # the databases are gone: nothing left to claim
+                self.lock.close()
+                self.lock = None
+
+    def _reclaim(self) -> list[str]:
+        """Drop the scratch databases of killed runs (their lock is free); returns their names."""
+        dropped = []
+        with self._admin() as connection:
+            query = "SELECT datname FROM pg_database" if self.backend == "postgresql" else "SHOW DATABASES"
+            names = sorted(str(name) for (name,) in compat.exec_sql(connection, query))
+            tokens = {match[1] for match in map(_SCRATCH_NAME.match, names) if match} - {self.token}
+            for token in sorted(tokens):
+                if not _lock(connection, token, wait=False):
+                    continue  # its run is alive
+                try:
+                    for name in names:
+                        if name.startswith(f"migcheck_r{token}_"):
+                            _drop(connection, name)
+                            dropped.append(name)
+                except sa.exc.DBAPIError:
+                    continue  # not ours to drop (another user's run): left to someone who may
+                finally:
+                    _unlock(connection, token)
+        return dropped
+
+    def _clean_up(self) -> str | None:
         if not self.created and not (self.given and self.names) and not self.named_roles:
             return None
         try:
@@ -262,7 +300,7 @@ class Server:
 
     def _name_for(self, bind_key: str | None) -> str:
         bind = "default" if bind_key is None else re.sub(r"[^a-z0-9_]", "_", bind_key.lower())
-        base = f"migcheck_{self.token}_{bind}"[:_MAX_NAME]
+        base = f"migcheck_r{self.token}_{bind}"[:_MAX_NAME]
         name, number = base, 1
         while name in self.names.values():
             number += 1
@@ -290,6 +328,35 @@ class Server:
             example = "mysql+pymysql://USER@HOST:3306/empty_db"
         return (f"Let the user create databases ({grant}), or create an empty database for "
                 f"migcheck and name it in the URL ({example}).")
+
+
+# A scratch database's name: its run's token, which names the run's lock.
+_SCRATCH_NAME = re.compile(r"migcheck_r([0-9a-f]{8})_")
+_PG_LOCK_CLASS = 0x6D63  # PostgreSQL advisory locks are two int4 keys: this one is migcheck's
+
+
+def _lock_keys(connection: sa.engine.Connection, token: str) -> dict[str, Any]:
+    if connection.dialect.name == "postgresql":
+        number = int(token, 16)
+        return {"class": _PG_LOCK_CLASS, "object": number - (1 << 32) if number >= 1 << 31 else number}
+    return {"name": f"migcheck_r{token}"}
+
+
+def _lock(connection: sa.engine.Connection, token: str, wait: bool) -> bool:
+    """Take a run's lock on the server, for the session; False if another session holds it."""
+    if connection.dialect.name == "postgresql":
+        function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+        statement = f"SELECT {function}(:class, :object)"
+    else:
+        statement = f"SELECT GET_LOCK(:name, {30 if wait else 0})"
+    result = connection.execute(sa.text(statement), _lock_keys(connection, token)).scalar()
+    return result is None or bool(result)  # pg_advisory_lock returns void
+
+
+def _unlock(connection: sa.engine.Connection, token: str) -> None:
+    statement = ("SELECT pg_advisory_unlock(:class, :object)" if connection.dialect.name == "postgresql"
+                 else "SELECT RELEASE_LOCK(:name)")
+    connection.execute(sa.text(statement), _lock_keys(connection, token))
 
 
 def _bind_label(key: str | None) -> str:
