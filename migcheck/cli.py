@@ -33,7 +33,8 @@ exit codes:
   2  migcheck could not check: bad usage, the app does not load, the revision
      history cannot be read (broken revision file, cycle, missing revision),
      it does not start from an empty database and no --start-from says how it
-     does, the disk or memory ran out or the server connection was lost, or a
+     does, the upgrade the selected checks need fails (or needs --db-url on
+     SQLite), the disk or memory ran out or the server connection was lost, or a
      connection to a database other than the scratch ones was refused
 
 Options can also be set in pyproject.toml under [tool.migcheck] (the option names

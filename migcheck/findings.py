@@ -40,11 +40,20 @@ class Run(NamedTuple):
     # the suppressed findings: (finding, how: "ignore" / "inline" / "baseline", the reason given)
     waived: tuple[tuple[Finding, str, str], ...] = ()
     notes: tuple[str, ...] = ()  # what the run assumed, for the summary (e.g. the safety check's scope)
+    not_run: tuple[tuple[str, str], ...] = ()  # selected checks that did not run (`checks` ran), and why
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """The checks asked for, those that ran and those that did not, in the order they run."""
+        from migcheck.checks import CHECKS
+
+        asked = {*self.checks, *(check for check, _ in self.not_run)}
+        return tuple(check for check in CHECKS if check in asked)
 
     def rank(self, check: str) -> int:
-        """Where a check's findings go in a report: in the order the checks ran. A check that was not
-        selected reports only when the history cannot be read, before anything else ran: first."""
-        return self.checks.index(check) if check in self.checks else -1
+        """Where a check's findings go in a report: in the order the checks run. A check that was not
+        selected reports only when migcheck could not check, before anything else ran: first."""
+        return self.selected.index(check) if check in self.selected else -1
 
 
 def exit_code(findings: list[Finding]) -> int:

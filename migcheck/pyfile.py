@@ -6,7 +6,11 @@ both when it imports the file, so every reader of a user's source must too.
 
 from __future__ import annotations
 
+import re
 import tokenize
+
+# Words of a statement in a revision that deletes rows: `DELETE FROM setting`, `op.drop_table(...)`.
+DELETES = re.compile(r"\b(delete|truncate|drop_table|drop)\b", re.IGNORECASE)
 
 
 def read_source(path: str) -> str:

@@ -62,6 +62,20 @@ _RULES = (
          "A revision's upgrade() caught an error an operation raised (try/except around `op.*`) and "
          "went on, so it did less than it says; errors reported after it may follow from that.",
          "Let the error stop the upgrade, or check first whether the operation applies."),
+    Rule("upgrade-dangling-foreign-key", "upgrade", "error",
+         "On SQLite: an upgrade failed over a missing table that an earlier revision's foreign key "
+         "refers to, though no revision creates it (SQLite accepts such a key; PostgreSQL and MySQL "
+         "refuse it where it is made).",
+         "Create the table before the foreign key that refers to it, or refer to the right table; "
+         "run with --db-url on your real database type."),
+    Rule("upgrade-needs-server", "upgrade", "fatal",
+         "On SQLite: a revision uses what only another database has (a type such as JSONB, a "
+         "function, a `::` cast), so nothing from it on can be checked on SQLite.",
+         "Run migcheck against a server of the type the revisions are written for with --db-url."),
+    Rule("upgrade-needed", "upgrade", "fatal",
+         "The upgrade check was not selected, but the selected checks that need the upgrade to head "
+         "(drift, roundtrip, safety, data) could not run because it failed.",
+         "Fix the failure it names (run with the upgrade check to see it as a finding of its own)."),
     Rule("drift-skipped", "drift", "info",
          "The drift check did not run because the upgrade to head failed.",
          "Fix the upgrade failure reported with it."),
@@ -104,6 +118,9 @@ _RULES = (
          "A model's foreign key is not created by any migration.", _DRIFT_FIX),
     Rule("drift-remove-fk", "drift", "error",
          "The migrations create a foreign key that the model does not have.", _DRIFT_REMOVED_FIX),
+    Rule("drift-modify-fk", "drift", "error",
+         "A foreign key in the migrations differs from the model's only in ON DELETE / ON UPDATE.",
+         _DRIFT_FIX),
     Rule("drift-sqlite-comment", "drift", "warning",
          "A table or column has a comment, which a SQLite scratch database cannot keep, so its "
          "migration is not verified.", _SQLITE_FIX),
@@ -141,6 +158,15 @@ _RULES = (
     Rule("roundtrip-downgrade-drops", "roundtrip", "error",
          "A revision's downgrade() drops something its upgrade() did not create.",
          "Make downgrade() undo exactly what upgrade() does."),
+    Rule("roundtrip-downgrade-not-restored", "roundtrip", "error",
+         "A revision's upgrade() drops a column, index or constraint, and its downgrade() does not "
+         "restore it.",
+         "Make downgrade() re-create what upgrade() drops, or mark the revision "
+         "`# migcheck: irreversible`."),
+    Rule("roundtrip-downgrade-not-renamed-back", "roundtrip", "error",
+         "A revision's upgrade() renames a column, index or constraint, and its downgrade() does not "
+         "rename it back.",
+         "Make downgrade() rename back what upgrade() renames."),
     Rule("roundtrip-downgrade-changes", "roundtrip", "error",
          "A revision's downgrade() does not restore a column or constraint as it was before.",
          "Make downgrade() restore the previous definition."),
@@ -162,13 +188,18 @@ _RULES = (
          "Nothing to do; remove the marker once the downgrade works."),
     Rule("roundtrip-downgrade-leaves-rows", "roundtrip", "error",
          "A revision's downgrade() leaves rows behind that its upgrade() inserted (a data migration "
-         "undone only in part); upgrading again trips over them.",
+         "undone only in part).",
          "Delete in downgrade() every row upgrade() inserts, or mark the revision "
          "`# migcheck: irreversible`."),
     Rule("roundtrip-downgrade-loses-rows", "roundtrip", "error",
-         "A revision's downgrade() loses rows a table held before the upgrade (e.g. it drops and "
+         "A revision's downgrade() loses rows a table held after the upgrade (e.g. it drops and "
          "re-creates the table).",
          "Re-create a table by copying its rows (op.batch_alter_table does), not by dropping it."),
+    Rule("roundtrip-upgrade-deletes-rows", "roundtrip", "warning",
+         "A revision's upgrade() deletes rows (or drops a table that has rows) and its downgrade() "
+         "cannot bring them back.",
+         "If that is intended, end the deleting statement with `# migcheck: irreversible`; otherwise "
+         "keep a copy of the rows for downgrade() to put back."),
     Rule("roundtrip-downgrade-changes-rows", "roundtrip", "warning",
          "A revision's downgrade() does not restore the values rows had before the upgrade (e.g. a "
          "backfill it keeps, which is usually fine).",

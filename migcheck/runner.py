@@ -36,9 +36,10 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
             started_from = _fresh_start(scratch)
             begins = _begin(project)
             checked = run_checks(project, checks, progress)
-    return Run(app.import_name, len(project.scripts), checks, started_from + checked.findings,
+    return Run(app.import_name, len(project.scripts), checked.ran, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
-               cached=checked.cached, found=found + project.found, notes=begins + checked.notes)
+               cached=checked.cached, found=found + project.found, notes=begins + checked.notes,
+               not_run=checked.not_run)
 
 
 def _fresh_start(scratch: Scratch) -> list[Finding]:
@@ -64,6 +65,11 @@ class Checked(NamedTuple):
     findings: list[Finding]
     cached: int = 0  # revisions resumed from the cache instead of walked
     notes: tuple[str, ...] = ()
+    ran: tuple[str, ...] = ()  # the selected checks that ran, in order
+    not_run: tuple[tuple[str, str], ...] = ()  # the selected checks that did not, and why
+
+
+_WALKED = ("upgrade", "drift", "roundtrip", "safety", "data")  # what needs the upgrade to head
 
 
 def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = silent) -> Checked:
@@ -72,25 +78,69 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
     if "graph" not in checks:  # still needed: nothing else can run on an unreadable history
         findings = [f for f in findings if f.severity == "fatal"]
     if any(f.severity == "fatal" for f in findings):
-        return Checked(findings)
+        return _checked(findings, checks, {c: "the revision history cannot be read"
+                                           for c in checks if c != "graph"})
     cached = 0
     notes: tuple[str, ...] = ()
-    if {"upgrade", "drift", "roundtrip", "safety", "data"} & set(checks):
+    not_run: dict[str, str] = {}
+    walking = [c for c in checks if c in _WALKED]
+    if walking:
         with_rows, watch, notes = _undeployed(project, checks)
         walked, cached = _walk(project, "roundtrip" in checks, with_rows, watch, progress)
-        findings += data.supersede(walked)
-        if "drift" in checks:  # drift compares against the upgraded schema
-            if any(f.check == "upgrade" for f in walked):
-                findings.append(Finding("drift", "drift-skipped", "info",
-                                        "drift not checked: the upgrade to head failed"))
-            else:
-                progress("drift", 0, 0)
-                findings += drift.check(project)
+        walked = data.supersede(walked)
+        failed = next((f for f in walked if f.check == "upgrade" and f.severity in ("error", "fatal")), None)
+        if failed is not None:
+            after = f" at `{failed.details['revision']}`" if failed.details.get("revision") else ""
+            stopped = [c for c in walking if c not in ("upgrade", "drift")]
+            not_run.update((c, f"stopped where the upgrade failed{after}") for c in stopped)
+            if "drift" in checks:
+                not_run["drift"] = "the upgrade to head failed"
+            if _said_by_the_round_trip(failed, walked):
+                walked = [f for f in walked if f is not failed]
+            elif failed.severity == "fatal":  # said once; nothing after it could be checked
+                walked = [f for f in walked if f.check != "upgrade" or f is failed]
+            elif "upgrade" not in checks:  # not asked for: the checks that needed it could not run
+                walked = [_needed(failed, [c for c in walking if c != "upgrade"]) if f is failed else f
+                          for f in walked]
+            elif "drift" in checks:
+                walked.append(Finding("drift", "drift-skipped", "info",
+                                      "drift not checked: the upgrade to head failed"))
+        elif "drift" in checks:  # drift compares against the upgraded schema
+            progress("drift", 0, 0)
+            walked += drift.check(project)
+        if "safety" in checks and watch is not None and not watch.scope:
+            not_run["safety"] = "no revision in scope"
+        if "data" in checks and not with_rows:
+            not_run["data"] = "no revision in scope"
+        findings += walked
     if "imports" in checks:  # last: it imports modules, which adds their tables to the metadata
         progress("imports", 0, 0)
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
-    return Checked(findings, cached, notes)
+    return _checked(findings, checks, not_run, cached, notes)
+
+
+def _checked(findings: list[Finding], checks: tuple[str, ...], not_run: dict[str, str], cached: int = 0,
+             notes: tuple[str, ...] = ()) -> Checked:
+    return Checked(findings, cached, notes, tuple(c for c in checks if c not in not_run),
+                   tuple((c, not_run[c]) for c in checks if c in not_run))
+
+
+def _said_by_the_round_trip(failed: Finding, walked: list[Finding]) -> bool:
+    """A revision whose re-upgrade failed, failing the same way when the rebuild upgrades it again
+    (its module remembers it ran): one cause, which the round trip's finding says."""
+    return any(f.rule == "roundtrip-reupgrade-failed" and f.details.get("revision") is not None
+               and f.details.get("revision") == failed.details.get("revision")
+               and f.message.endswith(str(failed.details.get("error"))) for f in walked)
+
+
+def _needed(failed: Finding, needing: list[str]) -> Finding:
+    """The upgrade's failure, when the upgrade check was not selected: the checks that need it could
+    not run (once, as migcheck could not check)."""
+    return failed._replace(
+        rule="upgrade-needed", severity="fatal",
+        message=f"{', '.join(needing)} could not run: {'they need' if len(needing) > 1 else 'it needs'} "
+                f"the upgrade to head, and {failed.message}")
 
 
 def _undeployed(project: Project, checks: tuple[str, ...]

@@ -5,7 +5,8 @@ Three ways, applied in this order (a finding counts once, under the first that m
 - `inline`: a `# migcheck: ignore[RULE, ...]` comment on the line a finding points at or on a
   comment line of its own just above it, or on a line of its own before the file's first statement
   (after its docstring) for the whole file; text after the comment is the reason
-  (`# migcheck: ignore[safety-drop-column] -- unused since v2`), shown with --verbose;
+  (`# migcheck: ignore[safety-drop-column] -- unused since v2`), shown with --verbose; a
+  `# migcheck: irreversible` at the end of a statement that deletes rows accepts that deletion;
 - `baseline`: findings recorded by `--write-baseline`, matched on rule, path and object (not on
   line numbers, which move with every edit).
 Fatal findings (the history cannot be read) are never left out: nothing else was checked.
@@ -27,13 +28,22 @@ from typing import TYPE_CHECKING, NamedTuple
 from migcheck import rules
 from migcheck.errors import UsageError
 from migcheck.findings import Finding
-from migcheck.pyfile import read_source_leniently
+from migcheck.pyfile import DELETES, read_source_leniently
 
 if TYPE_CHECKING:
     from migcheck.findings import Run
 
 BASELINE_VERSION = 1
 _INLINE = re.compile(r"#\s*migcheck:\s*ignore\[([^\]]*)\][\s:—-]*([^#]*)")
+IRREVERSIBLE = re.compile(r"#\s*migcheck:\s*irreversible\b")
+_DELETION = "roundtrip-upgrade-deletes-rows"
+
+
+def irreversible_statement(line: str) -> bool:
+    """`op.execute("DELETE FROM setting")  # migcheck: irreversible`: the marker at the end of a
+    statement that deletes rows accepts that deletion only (elsewhere it marks the whole revision)."""
+    marker = IRREVERSIBLE.search(line)
+    return marker is not None and bool(DELETES.search(line[:marker.start()]))
 
 Key = tuple[str, str | None, str | None]  # rule, path (relative to the baseline), object
 
@@ -127,6 +137,8 @@ def _inline_comments(path: str) -> tuple[list[tuple[str, str]], dict[int, list[t
     by_line: dict[int, list[tuple[str, str]]] = {}
     for number, line in enumerate(text.splitlines(), 1):
         own_line = line.lstrip().startswith("#")
+        if irreversible_statement(line):
+            by_line.setdefault(number, []).append((_DELETION, "marked irreversible"))
         for match in _INLINE.finditer(line):
             reason = match.group(2).strip()
             patterns = [(p.strip(), reason) for p in match.group(1).split(",") if p.strip()]

@@ -124,6 +124,10 @@ def test_reupgrade_failure_is_reported(project: Project) -> None:
     line = project.line_of(path, "raise RuntimeError")
     assert (f"{path}:{line}: roundtrip: re-upgrade of `{COMMENTS}` after its downgrade fails: "
             "RuntimeError: ran twice") in result.out
+    # The rebuild's upgrade of the same revision fails the same way: one cause, said once.
+    assert [x for x in result.out.splitlines() if "ran twice" in x] == [
+        f"{path}:{line}: roundtrip: re-upgrade of `{COMMENTS}` after its downgrade fails: RuntimeError: "
+        "ran twice"], result.out
 
 
 def test_second_base_with_a_branch_label(project: Project) -> None:

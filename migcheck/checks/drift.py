@@ -100,8 +100,12 @@ def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
     models = compat.metadatas(project.db)
     misplaced = [d for d in differences if _defined_by_models(d, models)]
     findings = [_wrong_metadata(project, misplaced)] if misplaced else []
+    options = _option_changes(differences)
+    for removed, added, changed in options:
+        findings.append(_option_finding(project, mappers, removed, added, changed))
+    paired = [d for pair in options for d in pair[:2]]
     for difference in differences:
-        if any(difference is d for d in misplaced):
+        if any(difference is d for d in misplaced + paired):
             continue
         rule, message, table, column, created_key, slug = _describe(difference.diff, difference.dialect)
         if created_key is not None:
@@ -118,6 +122,55 @@ def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
             {"bind": difference.bind, "table": table, "column": column, "code": difference.code},
         ))
     return findings
+
+
+def _option_changes(differences: list[Difference]) -> list[tuple[Difference, Difference, list[str]]]:
+    """Foreign keys autogenerate sees as dropped and added again that differ only in their ON DELETE /
+    ON UPDATE: (removed, added, what differs, e.g. ["ON DELETE"])."""
+    removed = [d for d in differences if d.diff[0] == "remove_fk"]
+    added = [d for d in differences if d.diff[0] == "add_fk"]
+    found: list[tuple[Difference, Difference, list[str]]] = []
+    for old in removed:
+        for new in added:
+            if new.bind == old.bind and _fk_shape(new.diff[1]) == _fk_shape(old.diff[1]) \
+                    and all(new is not n for _, n, _ in found):
+                changed = [label for label, key in (("ON DELETE", "ondelete"), ("ON UPDATE", "onupdate"))
+                           if _action(getattr(old.diff[1], key)) != _action(getattr(new.diff[1], key))]
+                if changed:
+                    found.append((old, new, changed))
+                    break
+    return found
+
+
+def _fk_shape(fk: sa.ForeignKeyConstraint) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    return (source.table_name(fk), tuple(fk.column_keys),
+            tuple(element.target_fullname for element in fk.elements))
+
+
+def _action(value: str | None) -> str | None:
+    """A referential action as the database means it: none given is NO ACTION."""
+    return None if value is None or value.upper() == "NO ACTION" else value.upper()
+
+
+def _option_finding(project: Project, mappers: list[Any], removed: Difference, added: Difference,
+                    changed: list[str]) -> Finding:
+    fk = added.diff[1]
+    table, columns = source.table_name(fk), ", ".join(fk.column_keys)
+    keys = {"ON DELETE": "ondelete", "ON UPDATE": "onupdate"}
+    said = "; ".join(f"{label} ({_action(getattr(fk, keys[label])) or 'none'} in the model, "
+                     f"{_action(getattr(removed.diff[1], keys[label])) or 'none'} in the migrations)"
+                     for label in changed)
+    name = f"foreign key `{fk.name}`" if fk.name else "foreign key"
+    column = fk.column_keys[0] if len(fk.column_keys) == 1 else None
+    where = source.model_location(mappers, table, column, project.app.root_path)
+    message = f"{name} on `{table}` ({columns}) differs only in {said}"
+    if added.bind is not None:
+        message += f" (bind `{added.bind}`)"
+    return Finding(
+        NAME, "drift-modify-fk", "error", message, where[0] if where else None, where[1] if where else None,
+        f'generate a revision: `flask db migrate -m "change {fk.name or table} {" and ".join(changed)}"`, '
+        "review it, and commit it",
+        {"bind": added.bind, "table": table, "column": column, "code": removed.code + "\n" + added.code})
 
 
 def _defined_by_models(difference: Difference, models: list[sa.MetaData]) -> bool:

@@ -33,33 +33,43 @@ from migcheck.databases import checkpoint
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
-from migcheck.project import Project, start
+from migcheck.project import Project, source, start
 from migcheck.project.envrun import run_env
 from migcheck.pyfile import read_source_leniently
 from migcheck.state import contents, snapshot
+from migcheck.suppress import IRREVERSIBLE, irreversible_statement
 from migcheck.usercode import relative
 
 NAME = "roundtrip"
 
-IRREVERSIBLE = re.compile(r"#\s*migcheck:\s*irreversible\b")
 
 _MESSAGES = {
     "extra": ("roundtrip-downgrade-leaves", "downgrade of `{rev}` leaves {what} behind"),
     "missing": ("roundtrip-downgrade-drops",
                 "downgrade of `{rev}` drops {what}, which the revision did not create"),
+    "not restored": ("roundtrip-downgrade-not-restored",
+                     "upgrade of `{rev}` drops {what}; its downgrade does not restore it"),
+    "not renamed back": ("roundtrip-downgrade-not-renamed-back",
+                         "upgrade of `{rev}` renames {what} to {detail}; its downgrade does not rename "
+                         "it back"),
     "changed": ("roundtrip-downgrade-changes", "downgrade of `{rev}` does not restore {what}: {detail}"),
 }
 
 _ROW_MESSAGES = {
     "left": ("roundtrip-downgrade-leaves-rows",
              "downgrade of `{rev}` leaves {count} row{s} behind in `{table}` (it had {had} before the "
-             "upgrade); upgrading again would trip over {them}",
+             "upgrade)",
              "delete in downgrade() every row that upgrade() inserts, or mark the revision "
              "`# migcheck: irreversible` if it cannot be undone"),
     "lost": ("roundtrip-downgrade-loses-rows",
              "downgrade of `{rev}` loses {count} of the {had} rows of `{table}`",
              "a downgrade must keep the rows that were there before the upgrade: re-create a table "
              "by copying its rows (as op.batch_alter_table does), not by dropping and creating it"),
+    "deleted": ("roundtrip-upgrade-deletes-rows",
+                "the upgrade of `{rev}` deletes {count} of the {had} rows of `{table}`; its downgrade "
+                "cannot bring them back",
+                "mark the statement `# migcheck: irreversible` if that is intended (the rows are gone "
+                "after a downgrade too), or keep a copy for downgrade() to put back"),
     "changed": ("roundtrip-downgrade-changes-rows",
                 "downgrade of `{rev}` does not restore {count} of the {had} rows of `{table}`: their "
                 "values differ from before the upgrade",
@@ -168,12 +178,15 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
                 before = after
                 break
             done.add((bind, revision.revision))
+            assert held is not None
+            # The rows the upgrade deleted are not the downgrade's to lose (only when there were rows).
+            upgraded = contents.take(connection, set(tables) & set(snapshot.tables(after))) \
+                if held.filled else None
             yield from run("downgrade", RevisionStep(revision_map, revision, False))
             try:
                 _compare(before, snapshot.take(connection, context.version_table), after, revision,
                          findings)
-                assert held is not None
-                _compare_rows(held, contents.take(connection, tables), revision, findings)
+                _compare_rows(held, contents.take(connection, tables), revision, findings, upgraded)
             except _Restart:
                 if mark and checkpoint.restore(connection, mark):
                     continue  # at the state before the revision (`before`): upgrade it, untested
@@ -184,7 +197,8 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
                 findings.append(_finding(
                     "roundtrip-reupgrade-differs", revision,
                     f"re-upgrade of `{revision.revision}` after its downgrade gives a different "
-                    "schema: " + "; ".join(f"{d.what} {d.kind}" + (f" ({d.detail})" if d.detail else "")
+                    "schema: " + "; ".join(f"{d.what} {d.kind}" + (f" ({d.detail})" if d.kind == "changed"
+                                                                  else "")
                                            for d in snapshot.differences(after, again)),
                     "upgrade() must give the same schema from the state before it; look for "
                     "objects that the downgrade leaves behind and the upgrade then skips"))
@@ -216,7 +230,7 @@ def _own_command(context: MigrationContext) -> Iterator[None]:
 def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snapshot.Snapshot,
              revision: Script, findings: list[Finding]) -> None:
     differences = snapshot.differences(before, back, upgraded)
-    for difference in differences:
+    for difference in _causes(differences, snapshot.differences(before, upgraded)):
         rule, template = _MESSAGES[difference.kind]
         finding = _finding(
             rule, revision, template.format(rev=revision.revision, what=difference.what,
@@ -231,18 +245,56 @@ def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snaps
         raise _Restart  # re-upgrading on top of a wrong schema would only report the same thing
 
 
+def _causes(differences: list[snapshot.Difference], upgrade: list[snapshot.Difference]
+            ) -> list[snapshot.Difference]:
+    """The downgrade's differences, with what the upgrade dropped or renamed (and the downgrade did not
+    put back) said as such: the upgrade's doing, not a downgrade that drops what it did not create."""
+    dropped = [d for d in upgrade if d.kind == "missing"]
+    left = {d.what for d in differences if d.kind == "extra"}
+    made = [d for d in upgrade if d.kind == "extra" and d.what in left]
+    renamed: dict[str, snapshot.Difference] = {}
+    for old in dropped:
+        twins = [new for new in made if old.detail is not None and new.detail == old.detail
+                 and _label(new) == _label(old) and new.table == old.table
+                 and (new.column is None) == (old.column is None)
+                 and all(new is not taken for taken in renamed.values())]
+        if len(twins) == 1:
+            renamed[old.what] = twins[0]
+    gone = {d.what for d in dropped}
+    found = []
+    for difference in differences:
+        if difference.kind == "extra" and any(difference.what == new.what for new in renamed.values()):
+            continue  # said with the rename
+        if difference.kind == "missing" and difference.what in renamed:
+            new = renamed[difference.what]
+            found.append(difference._replace(kind="not renamed back", detail=f"`{new.column or new.name}`"))
+        elif difference.kind == "missing" and difference.what in gone:
+            found.append(difference._replace(kind="not restored"))
+        else:
+            found.append(difference)
+    return found
+
+
+def _label(difference: snapshot.Difference) -> str:
+    """"column", "index", "foreign key", ...: what a difference's object is."""
+    return difference.what.partition(" `")[0]
+
+
 def _compare_rows(before: contents.Contents, back: contents.Contents, revision: Script,
-                  findings: list[Finding]) -> None:
-    differences = contents.differences(before, back)
+                  findings: list[Finding], upgraded: contents.Contents | None = None) -> None:
+    differences = contents.differences(before, back, upgraded)
     for table, kind, number, had in differences:
         rule, template, hint = _ROW_MESSAGES[kind]
         finding = _finding(rule, revision, template.format(
-            rev=revision.revision, table=table, count=number, had=had, s="" if number == 1 else "s",
-            them="it" if number == 1 else "them"), hint)
+            rev=revision.revision, table=table, count=number, had=had, s="" if number == 1 else "s"),
+            hint)
+        if kind == "deleted":
+            finding = finding._replace(line=source.deleting_line(revision.path, table)
+                                       or _line_of(revision.path, "def upgrade"))
         findings.append(finding._replace(
-            severity="warning" if kind == "changed" else "error",
+            severity="warning" if kind in ("changed", "deleted") else "error",
             details={"revision": revision.revision, "table": table, "rows": number}))
-    if any(kind != "changed" for _, kind, _, _ in differences):
+    if any(kind in ("left", "lost") for _, kind, _, _ in differences):
         raise _Restart  # the re-upgrade would only trip over the same rows
 
 
@@ -276,7 +328,8 @@ def _irreversible(project: Project) -> tuple[set[str], list[Finding]]:
     untested: set[str] = set()
     findings = []
     for script in project.scripts:
-        line = _line_of(script.path, IRREVERSIBLE)
+        line = next((number for number, text in enumerate(read_source_leniently(script.path).splitlines(), 1)
+                     if IRREVERSIBLE.search(text) and not irreversible_statement(text)), None)
         if line is None:
             continue
         below, queue = set(), [script.revision]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging.config
 import os
+import re
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from migcheck.databases import dialects, faults
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
-from migcheck.project import Project, created
+from migcheck.project import Project, created, source
 from migcheck.project.envrun import run_env
 from migcheck.usercode import calling_line, relative, user_location
 
@@ -159,6 +160,19 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
                        where[0] if where else relative(path), where[1] if where else None,
                        _env_hint(exc))
     revision = step.revision
+    foreign = dialects.another_database(exc, revision.module) if project.scratch.dialect == "sqlite" \
+        else None
+    if foreign is not None and not sqlite_limit(exc):  # nothing after it can be checked on SQLite
+        where = frame_in(exc, revision.path)
+        return Finding(
+            NAME, "upgrade-needs-server", "fatal",
+            f"could not check on SQLite: revision `{revision.revision}` uses {foreign.what}; run with "
+            f"--db-url (SQLite says {describe(exc)})",
+            where[0] if where else relative(revision.path), where[1] if where else None,
+            hint(exc, revision.module, project.scratch.dialect),
+            {"revision": revision.revision, "error": describe(exc)})
+    if project.scratch.dialect == "sqlite" and (dangling := _dangling_reference(exc, revision, project)):
+        return dangling
     real = _aborting_error(exc, project.scratch.errors)
     caught = "" if real is exc else (" (that error was caught, and PostgreSQL then refused the rest of "
                                      "the transaction: current transaction is aborted)")
@@ -204,6 +218,34 @@ def _needs_start(exc: BaseException, revision: Script, table: str, where: tuple[
 def not_the_migrations(exc: BaseException, doing: str, project: Project) -> None:
     server = project.scratch.server
     faults.check(exc, doing, os.fspath(project.scratch.root.parent), server.backend if server else None)
+
+
+def _dangling_reference(exc: BaseException, revision: Script, project: Project) -> Finding | None:
+    """SQLite accepts a foreign key to a table that does not exist, and fails only when a later revision
+    uses it (with foreign keys on): the cause is the earlier revision that made the reference. (A
+    statement that names the missing table itself is another story: see `_needs_start`.)"""
+    table = dialects.missing_table(exc)
+    if table is None or re.search(rf"\b{re.escape(table)}\b", str(getattr(exc, "statement", "") or "")):
+        return None
+    earlier = list(project.script.iterate_revisions(revision.revision, "base"))[1:]
+    earlier.reverse()  # base first
+    if created.creators(earlier, table):
+        return None  # created (and maybe dropped since): not a dangling reference
+    for script in earlier:
+        line = source.foreign_key_to(script.path, table)
+        if line is not None:
+            return Finding(
+                NAME, "upgrade-dangling-foreign-key", "error",
+                f"upgrade to `{revision.revision}` ({revision.doc}) failed: {describe(exc)}: revision "
+                f"`{script.revision}` made a foreign key to `{table}`, which no revision before it "
+                "creates (SQLite accepted it there; PostgreSQL and MySQL refuse it)",
+                relative(script.path), line,
+                f"create `{table}` before the foreign key refers to it, or refer to the right table (if "
+                "the history starts from tables made outside the migrations, give them with "
+                "--start-from); run migcheck with --db-url on your real database type, where the "
+                "reference fails where it is made",
+                {"revision": script.revision, "table": table, "error": describe(exc)})
+    return None
 
 
 def _env_hint(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
@@ -128,21 +128,31 @@ def compare_server_default(context: MigrationContext, inspected_column: sa.Colum
     return None  # Alembic's own comparison decides
 
 
-def written_for_another_database(exc: BaseException, revision: ModuleType | None) -> str | None:
-    """The upgrade hint for a revision that fails on SQLite because it is written for another database."""
+class Foreign(NamedTuple):
+    """What a revision uses that SQLite cannot run, and the database it is written for."""
+    what: str  # "JSONB", "the function gen_random_uuid()", "`::` casts", ...
+    spelled: str  # as a sentence says it: "the type JSONB"
+    database: str  # "PostgreSQL", "MySQL/MariaDB", "another database"
+    url: str  # an example --db-url for it
+    named: bool  # the database is known (from the revision's imports or the feature)
+
+
+def another_database(exc: BaseException, revision: ModuleType | None) -> Foreign | None:
+    """What a revision that fails on SQLite uses because it is written for another database."""
     match = _FOREIGN.search(str(exc))
     if match is None:
         return None
     used = _dialects_in(revision)
     if match["type"]:
-        what = f"the type {match['type']}"
+        what = match["type"]
         used = [d for d in used if hasattr(_dialect_module(d), match["type"])] or [
             d for d in ("postgresql", "mysql") if hasattr(_dialect_module(d), match["type"])] or used
     elif match["function"]:
         what = f"the function {match['function']}()"
         used = used or [d for d in [_FUNCTIONS.get(match["function"].lower())] if d]
     elif match["cast"]:
-        what = "`::` casts"
+        cast = re.search(r"::(\w+)", str(getattr(exc, "statement", "") or ""))
+        what = f"`::{cast[1]}` casts" if cast else "`::` casts"
         used = ["postgresql"]
     elif used:  # a plain syntax error is only blamed on the dialect a revision visibly uses
         what = f"the SQL near {match['near']!r}"
@@ -150,9 +160,17 @@ def written_for_another_database(exc: BaseException, revision: ModuleType | None
         return None
     database = " or ".join(_NAMES.get(d, d) for d in used) or "another database"
     url = _EXAMPLE_URLS.get(used[0] if used else "", "postgresql://USER@HOST:5432/")
-    server = f"a {database} server" if used else "a server of the type you deploy on"
-    return (f"this revision needs {database}: SQLite cannot run {what}. Run migcheck against {server} "
-            f"with --db-url (e.g. --db-url {url})")
+    return Foreign(what, f"the type {what}" if match["type"] else what, database, url, bool(used))
+
+
+def written_for_another_database(exc: BaseException, revision: ModuleType | None) -> str | None:
+    """The upgrade hint for a revision that fails on SQLite because it is written for another database."""
+    foreign = another_database(exc, revision)
+    if foreign is None:
+        return None
+    server = f"a {foreign.database} server" if foreign.named else "a server of the type you deploy on"
+    return (f"this revision needs {foreign.database}: SQLite cannot run {foreign.spelled}. Run migcheck "
+            f"against {server} with --db-url (e.g. --db-url {foreign.url})")
 
 
 def _dialects_in(module: ModuleType | None) -> list[str]:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import textwrap
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic.operations import ops
 from alembic.script import Script
 from sqlalchemy.orm import Mapper
 
-from migcheck.pyfile import read_source
+from migcheck.pyfile import DELETES, read_source
+from migcheck.state import rawsql
 from migcheck.usercode import relative
 
 Location = tuple[str, int]
@@ -160,12 +163,89 @@ def _created_by(call: ast.Call, batch_table: str | None) -> list[tuple[tuple[str
                   and column_call.args else None)
         if table and column:
             return [(("column", table, column), call.lineno)]
+    if name == "alter_column" and (first or batch_table):  # changed last here
+        table = first if batch_table is None else batch_table
+        column = _string(args[1]) if batch_table is None and len(args) > 1 else first
+        if table and column:
+            return [(("column", table, column), call.lineno)]
+    if name == "execute" and args:
+        return [(key, call.lineno) for key in _raw_sql_creates(args[0])]
     if name == "create_index" and first:
         return [(("index", first), call.lineno)]
     if name in ("create_unique_constraint", "create_foreign_key", "create_check_constraint",
                 "create_primary_key") and first:
         return [(("constraint", first), call.lineno)]
     return []
+
+
+def deleting_line(path: str, table: str) -> int | None:
+    """The line of a revision's upgrade() that deletes the rows of `table` (`DELETE FROM setting`,
+    `op.drop_table('setting')`, `setting.delete()`, ...), or None."""
+    try:
+        text = read_source(path)
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    lines = text.splitlines()
+    named = re.compile(rf"(?<![\w.]){re.escape(table)}(?!\w)")
+    for function in tree.body:
+        if isinstance(function, ast.FunctionDef) and function.name == "upgrade" and function.body:
+            span = range(function.body[0].lineno, (function.end_lineno or function.lineno) + 1)
+            code = [(n, lines[n - 1].split("#")[0]) for n in span if n <= len(lines)]
+            return next((n for n, line in code if DELETES.search(line) and named.search(line)), None) \
+                or next((n for n, line in code if DELETES.search(line)), None)
+    return None
+
+
+def foreign_key_to(path: str, table: str) -> int | None:
+    """The line of a revision's upgrade() that makes a foreign key referring to `table`, or None."""
+    try:
+        tree = ast.parse(read_source(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for function in tree.body:
+        if isinstance(function, ast.FunctionDef) and function.name.startswith("upgrade"):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call) and table in _referred(node):
+                    return node.lineno
+    return None
+
+
+def _referred(call: ast.Call) -> set[str]:
+    """The tables a ForeignKey / ForeignKeyConstraint / create_foreign_key call refers to."""
+    name, args = _called_name(call), call.args
+    if name == "ForeignKey" and args:
+        targets = [args[0]]
+    elif name == "ForeignKeyConstraint" and len(args) > 1 and isinstance(args[1], (ast.List, ast.Tuple)):
+        targets = list(args[1].elts)
+    elif name == "create_foreign_key":
+        # op.create_foreign_key(name, source, referent, ...); batch_op.create_foreign_key(name, referent, ...)
+        return {t for arg in [*args[1:3], *(k.value for k in call.keywords if k.arg == "referent_table")]
+                for t in [_string(arg)] if t}
+    else:
+        return set()
+    return {t.rpartition(".")[0].rpartition(".")[2] for arg in targets for t in [_string(arg)] if t}
+
+
+def _raw_sql_creates(argument: ast.expr) -> list[tuple[str, ...]]:
+    """What `op.execute("CREATE INDEX ...")` (or `sa.text(...)`) creates, as creation keys."""
+    if isinstance(argument, ast.Call) and _called_name(argument) == "text" and argument.args:
+        argument = argument.args[0]
+    sql = argument.value if isinstance(argument, ast.Constant) and isinstance(argument.value, str) else None
+    keys: list[tuple[str, ...]] = []
+    for operation in rawsql.recognize(sql) if sql else []:
+        if isinstance(operation, ops.CreateTableOp):
+            keys.append(("table", operation.table_name))
+        elif isinstance(operation, ops.CreateIndexOp) and operation.index_name:
+            keys.append(("index", str(operation.index_name)))
+        elif isinstance(operation, ops.AddColumnOp):
+            keys.append(("column", operation.table_name, operation.column.name))
+        elif isinstance(operation, ops.AlterColumnOp):
+            keys.append(("column", operation.table_name, operation.column_name))
+        elif isinstance(operation, ops.AddConstraintOp):
+            name = getattr(operation, "constraint_name", None)  # each kind of constraint has one
+            keys += [("constraint", str(name))] if name else []
+    return keys
 
 
 def _called_name(call: ast.Call) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from migcheck.findings import SEVERITIES, Finding, Run
-from migcheck.report import repository_path, repository_root
+from migcheck.report import repository_path, repository_root, text
 
 LIMIT = 10  # GitHub shows at most this many error and this many warning annotations per step
 SUMMARY_BYTES = 1024 * 1024  # GitHub's cap on one step's summary
@@ -40,7 +40,7 @@ def summary(run: Run) -> str:
     problems = counts["fatal"] + counts["error"]
     headline = f"{problems} error{'s' if problems != 1 else ''}" if problems else "no problems"
     about = [f"`{run.app}`", f"{run.revisions} revision{'s' if run.revisions != 1 else ''}",
-             f"checks: {', '.join(run.checks)}"]
+             f"checks: {', '.join(run.checks) or 'none'}{text.not_run(run)}"]
     about += [f"{counts[s]} {s}" for s in ("warning", "info") if counts[s]]
     if run.suppressed:
         about.append(f"{sum(run.suppressed.values())} suppressed")

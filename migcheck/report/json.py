@@ -24,6 +24,7 @@ def render(run: Run) -> str:
         "revisions": run.revisions,
         "cached": run.cached,
         "checks": list(run.checks),
+        "not_run": dict(run.not_run),
         "seconds": round(run.seconds, 3),
         "exit_code": exit_code(run.findings),
         "counts": {severity: counts[severity] for severity in SEVERITIES},

@@ -11,8 +11,9 @@ _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # characters XML 1.0 can
 
 
 def render(run: Run) -> str:
-    checks = sorted({*run.checks, *(f.check for f in run.findings)}, key=lambda name: (run.rank(name), name))
-    stopped_at = min((run.rank(f.check) for f in run.findings if f.severity == "fatal"), default=None)
+    checks = sorted({*run.selected, *(f.check for f in run.findings)},
+                    key=lambda name: (run.rank(name), name))
+    not_run = dict(run.not_run)
     suite = ET.Element("testsuite", name="migcheck", time=f"{run.seconds:.3f}")
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for check in checks:
@@ -27,11 +28,10 @@ def render(run: Run) -> str:
             counts["errors" if fatal else "failures"] += 1
             element = ET.SubElement(case, kind, message=_clean(_headline(bad)), type=bad[0].rule)
             element.text = _clean("\n".join(_describe(f) for f in bad))
-        elif any(f.rule.endswith("-skipped") for f in findings) or (
-                stopped_at is not None and not findings and run.rank(check) > stopped_at):
+        elif any(f.rule.endswith("-skipped") for f in findings) or check in not_run:
             counts["skipped"] += 1
             reason = next((f.message for f in findings if f.rule.endswith("-skipped")),
-                          "not run: the revision history cannot be read")
+                          f"not run: {not_run.get(check)}")
             ET.SubElement(case, "skipped", message=_clean(reason))
         others = [f for f in findings if f.severity in ("warning", "info")
                   and not f.rule.endswith("-skipped")]

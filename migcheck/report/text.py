@@ -60,7 +60,7 @@ def _summary(run: Run, paint: object) -> str:
     problems = counts["fatal"] + counts["error"]
     cached = f" ({run.cached} from cache)" if run.cached else ""
     what = f"{run.app}, {run.revisions} revision{'s' if run.revisions != 1 else ''}{cached}, " \
-           f"checks: {', '.join(run.checks)}" + "".join(f"; {note}" for note in run.found)
+           f"checks: {', '.join(run.checks) or 'none'}{not_run(run)}" + "".join(f"; {n}" for n in run.found)
     parts = [f"{problems} error{'s' if problems != 1 else ''}"]
     parts += [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("warning",) if counts[s]]
     parts += [f"{counts['info']} info"] if counts["info"] else []
@@ -71,3 +71,12 @@ def _summary(run: Run, paint: object) -> str:
     if counts["fatal"]:
         verdict += " (could not check everything)"
     return f"migcheck: {verdict} in {run.seconds:.2f}s ({what})"
+
+
+def not_run(run: Run) -> str:
+    """`; not run: drift (the upgrade to head failed)`: the selected checks that did not run, by why."""
+    why: dict[str, list[str]] = {}
+    for check, reason in run.not_run:
+        why.setdefault(reason, []).append(check)
+    listed = ", ".join(f"{', '.join(checks)} ({reason})" for reason, checks in why.items())
+    return f"; not run: {listed}" if listed else ""

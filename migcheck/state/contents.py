@@ -36,7 +36,9 @@ class Contents(NamedTuple):
 
 class RowDifference(NamedTuple):
     table: str
-    kind: str  # "left" (more rows than before), "lost" (fewer) or "changed" (as many, other values)
+    # "left" (more rows than before), "lost" (fewer), "deleted" (fewer, as the upgrade left them) or
+    # "changed" (as many, other values)
+    kind: str
     number: int  # how many rows more, fewer or changed
     had: int  # how many rows the table had before
 
@@ -47,8 +49,12 @@ def take(connection: sa.engine.Connection, tables: Iterable[str]) -> Contents:
     return Contents(frozenset(names), {table: _rows(connection, table) for table in with_rows})
 
 
-def differences(before: Contents, after: Contents) -> list[RowDifference]:
-    """How the rows of the tables that existed before differ afterwards (over their old columns)."""
+def differences(before: Contents, after: Contents, between: Contents | None = None) -> list[RowDifference]:
+    """How the rows of the tables that existed before differ afterwards (over their old columns).
+
+    `between`: the rows on the way (after the upgrade, for a downgrade). Rows that were gone there
+    already (the upgrade deleted them, or dropped their table) and that are still gone are
+    "deleted": the upgrade's doing, not the downgrade's; only the rest is "lost"."""
     found = []
     for table in sorted(before.tables & after.tables):
         old = before.filled.get(table)
@@ -59,13 +65,24 @@ def differences(before: Contents, after: Contents) -> list[RowDifference]:
         if new_count > old_count:
             found.append(RowDifference(table, "left", new_count - old_count, old_count))
         elif new_count < old_count:
-            found.append(RowDifference(table, "lost", old_count - new_count, old_count))
+            kept = _count(between, table) if between is not None else old_count
+            deleted = old_count - max(kept, new_count)
+            if deleted > 0:
+                found.append(RowDifference(table, "deleted", deleted, old_count))
+            if kept > new_count:
+                found.append(RowDifference(table, "lost", kept - new_count, old_count))
         elif old is not None and new is not None and old.rows is not None and new.rows is not None:
             old_rows, new_rows = _project(old, old.columns), _project(new, old.columns)
             if old_rows != new_rows:
                 found.append(RowDifference(table, "changed", sum((new_rows - old_rows).values()),
                                            old_count))
     return found
+
+
+def _count(contents: Contents, table: str) -> int:
+    """How many rows a table has (0 if it has none, or is not there)."""
+    rows = contents.filled.get(table)
+    return rows.total if rows else 0
 
 
 def _project(rows: Rows, columns: tuple[str, ...]) -> Counter[tuple[Any, ...]]:

@@ -55,7 +55,8 @@ def tables(snapshot: Snapshot) -> list[str]:
 
 def differences(expected: Snapshot, actual: Snapshot, between: Snapshot | None = None
                 ) -> list[Difference]:
-    """What changed from `expected` to `actual`, one Difference per object.
+    """What changed from `expected` to `actual`, one Difference per object (the detail of an extra
+    or missing column, index or constraint is its definition, which tells a rename).
 
     `between`: a snapshot taken on the way (after the upgrade, for a downgrade). An index that
     MySQL made there for a foreign key and kept when the key was dropped is not "extra"."""
@@ -104,10 +105,10 @@ def _table_differences(table: str, before: dict[str, Any], after: dict[str, Any]
             what = f"{label} `{table}.{name}`" if column else f"{label} `{name}` on `{table}`"
             named = {"column": name} if column else {"name": name}
             if name not in new:
-                found.append(Difference("missing", what, None, table, **named))
+                found.append(Difference("missing", what, _show(old[name]), table, **named))
             elif name not in old:
                 if not (aspect == "indexes" and name in made_for_keys):  # MySQL's, kept: not extra
-                    found.append(Difference("extra", what, None, table, **named))
+                    found.append(Difference("extra", what, _show(new[name]), table, **named))
             elif old[name] != new[name]:
                 found.append(Difference("changed", what, f"{_show(old[name])} became {_show(new[name])}",
                                         table, **named))
