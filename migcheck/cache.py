@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -30,13 +29,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from migcheck import __version__
+from alembic.script import Script
+
+from migcheck import __version__, rules
 from migcheck.checks.data import ROW_RULES
 from migcheck.checks.graph import parents
 from migcheck.databases import guard
 from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
-from migcheck.project.dependencies import Dependencies, find_dependencies
+from migcheck.project.dependencies import Dependencies, Reads, find_dependencies
+from migcheck.streams import warn
+from migcheck.usercode import relative
 
 FORMAT = 5  # 5: round-trip findings name their table and column or index
 KEEP = 3  # entries kept per project environment
@@ -46,6 +49,8 @@ _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 class Cache(NamedTuple):
     directory: Path  # this project environment's entries
     chain: dict[str, str]  # revision -> hash of its files and its ancestors'; only those kept
+    # the first revision (parents first) that reads state no key covers, and where it reads it
+    unkeyed: tuple[Script, Reads] | None = None
 
 
 class Restored(NamedTuple):
@@ -92,7 +97,7 @@ def open_cache(project: Project) -> Cache | None:
     """
     root = cache_root()
     if root is None:
-        _warn("no cache: cannot find a home directory for ~/.cache/migcheck (HOME is not set); set "
+        warn("no cache: cannot find a home directory for ~/.cache/migcheck (HOME is not set); set "
               "MIGCHECK_CACHE_DIR to keep one")
         return None
     env = os.fspath(project.directory / "env.py")
@@ -105,8 +110,7 @@ def open_cache(project: Project) -> Cache | None:
             return None  # it reads state no file content keys: never kept, as such a revision
         imported += [project.start.kind, project.start.source,
                      *(digests.of_files(dependencies[path].files | {path}) for path in start_files)]
-    return Cache(_directory(root, project, imported),
-                 _chain_keys(project, dependencies, digests))
+    return Cache(_directory(root, project, imported), *_chain_keys(project, dependencies, digests))
 
 
 def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozenset[str],
@@ -119,7 +123,7 @@ def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozense
     try:
         return _restore(cache, project, roundtrip, with_rows, safety)
     except OSError as exc:  # an unreadable cache only costs speed
-        _warn(f"could not read the cache in {cache.directory}: {exc}")
+        warn(f"could not read the cache in {cache.directory}: {exc}")
         return None
 
 
@@ -219,11 +223,7 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
             shutil.rmtree(staging, ignore_errors=True)
         _evict(directory, entry)
     except (OSError, sqlite3.Error) as exc:  # a cache that cannot be written only costs speed
-        _warn(f"could not write the cache in {directory}: {exc}")
-
-
-def _warn(message: str) -> None:
-    print(f"migcheck: warning: {message}", file=sys.stderr)
+        warn(f"could not write the cache in {directory}: {exc}")
 
 
 def _entries(directory: Path) -> list[Path]:
@@ -311,21 +311,40 @@ def _directory(root: Path, project: Project, more: list[str]) -> Path:
     return root / _digest(parts)[:20]
 
 
-def _chain_keys(project: Project, dependencies: dict[str, Dependencies],
-                digests: _Digests) -> dict[str, str]:
+def _chain_keys(project: Project, dependencies: dict[str, Dependencies], digests: _Digests
+                ) -> tuple[dict[str, str], tuple[Script, Reads] | None]:
     """revision -> a hash of its file, the project files it imports, and its ancestors' keys.
 
-    Opaque revisions (and their descendants) get no key: they are never kept.
+    Opaque revisions (and their descendants) get no key: they are never kept. Also returns the
+    first opaque revision, with where it reads what no key covers.
     """
     keys: dict[str, str] = {}
+    unkeyed = None
     for script in reversed(list(project.script.walk_revisions())):  # parents first
         imported = dependencies[script.path]
         above = parents(script)
+        if imported.opaque and unkeyed is None:
+            unkeyed = (script, imported.opaque)
         if imported.opaque or not all(p in keys for p in above):
             continue
         keys[script.revision] = _digest([digests.of(script.path), digests.of_files(imported.files),
                                          *sorted(keys[p] for p in above)])
-    return keys
+    return keys, unkeyed
+
+
+def not_kept(cache: Cache) -> list[Finding]:
+    """Why every run walks part of the history again: the first revision the cache cannot keep."""
+    if cache.unkeyed is None:
+        return []
+    script, reads = cache.unkeyed
+    through = "" if reads.path == script.path else f"imports {relative(reads.path)}, which "
+    return [Finding(
+        "upgrade", "upgrade-not-cached", "info",
+        f"the cache keeps nothing from revision `{script.revision}` on: it {through}reads "
+        f"`{reads.name}` (the app's configuration, the environment or a file, which no key covers), "
+        "so every run walks it and the revisions after it again",
+        relative(reads.path), reads.line, rules.RULES["upgrade-not-cached"].fix,
+        {"revision": script.revision})]
 
 
 class _Digests:

@@ -24,6 +24,8 @@ from migcheck.report import FORMATS
 
 if TYPE_CHECKING:
     from migcheck.findings import Run
+    from migcheck.project.appload import Factory
+    from migcheck.streams import AppOutput
     from migcheck.suppress import Ignore, Key
 
 EXIT_CODES = """\
@@ -136,8 +138,9 @@ def _terminate(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)  # unwinds, so the scratch area is removed
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
-    """`prog`: the command as the user typed it, for usage and errors (`flask migcheck`)."""
+def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Factory | None = None) -> int:
+    """`prog`: the command as the user typed it, for usage and errors (`flask migcheck`); `factory`:
+    the app factory of the Flask CLI group migcheck runs in, when it knows one and no --app."""
     started = time.perf_counter()  # the reported time includes importing the app and the libraries
     _safe_output()
     parser = _parser(prog)
@@ -160,24 +163,36 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck") -> int:
     atexit.register(_refused_at_exit, os.getpid())
     if not args.verbose:
         _quiet_refusals()
+    from migcheck.streams import AppOutput
+
+    output = AppOutput()
     try:
-        from migcheck import progress, suppress
+        return _check(args, checks, origins, ignores, started, output, factory)
+    finally:  # however the run ended: the app's output may say why
+        with contextlib.suppress(OSError, ValueError):  # stdout closed by its reader
+            sys.stdout.flush()
+        output.show(sys.stderr, args.verbose)
+
+
+def _check(args: argparse.Namespace, checks: tuple[str, ...], origins: dict[str, str],
+           ignores: list[Ignore], started: float, output: AppOutput, factory: Factory | None) -> int:
+    """The run, with what the app prints kept in `output`, then the report and the exit code."""
+    try:
+        from migcheck import progress, streams, suppress
         from migcheck.project import Options
         from migcheck.runner import run
 
         baseline = suppress.read_baseline(Path(args.baseline)) if args.baseline else None
         machine_report = (args.format or "text") != "text" and not args.output
-        # What the app prints while it loads goes to stderr: stdout carries only the report, which
-        # a machine may be reading.
         with progress.status_line(sys.stderr, progress.wanted(sys.stderr, machine_report),
-                                  started) as step, contextlib.redirect_stdout(sys.stderr):
+                                  started) as step, streams.app_streams(output):
             result = run(args.app, args.directory, checks,
                          Options(compare_server_default=not args.no_server_defaults,
                                  db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
                                  sources=tuple(args.source), cache=not args.no_cache,
                                  since=args.since, git_base=args.git_base,
                                  target=args.target, start_from=args.start_from,
-                                 origins=origins), step)
+                                 origins=origins), step, factory)
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)

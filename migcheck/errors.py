@@ -12,8 +12,14 @@ class InternalError(Exception):
     never as the user's env.py, revision or app failing."""
 
 
-class UnsafeConnection(UsageError):
-    """Something tried to connect to a database that is not one of migcheck's scratch databases.
+class Refused(UsageError):
+    """migcheck refused what the user's code asked for; the message names the line that asked.
+    Raised again at the end of the run when that code caught it and went on."""
 
-    The message names the line of the user's code that asked for the connection.
-    """
+
+class UnsafeConnection(Refused):
+    """Something tried to connect to a database that is not one of migcheck's scratch databases."""
+
+
+class ReadsTerminal(Refused):
+    """The user's code read from stdin (input()), which migcheck runs without a terminal."""

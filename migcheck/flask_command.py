@@ -1,9 +1,11 @@
 """`flask migcheck`: migcheck as a command of Flask's CLI (registered by the flask.commands entry point).
 
 Every argument goes to migcheck's own parser, so the options, reports and exit codes are the ones of
-`migcheck`. The app comes from what `flask` was told (`flask --app X` on Flask >= 2.2, FLASK_APP or
-.flaskenv on every version) but is NOT loaded by Flask: migcheck loads it itself, once its scratch
-databases are in place, so the app never sees its configured database.
+`migcheck`. The app is the one the CLI knows: its ScriptInfo's create_app (a project's own
+`FlaskGroup(create_app=...)`, e.g. `python manage.py migcheck`), else what `flask` was told
+(`flask --app X` on Flask >= 2.2, FLASK_APP or .flaskenv on every version). It is NOT loaded by Flask:
+migcheck loads it itself, once its scratch databases are in place, so the app never sees its
+configured database.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from flask.cli import ScriptInfo
 def migcheck(ctx: click.Context, args: tuple[str, ...]) -> None:
     from migcheck.cli import main  # here: every `flask` command loads this module
 
-    info = ctx.find_object(ScriptInfo)  # read, never info.load_app()
-    app = info.app_import_path if info is not None else None
+    info = ctx.ensure_object(ScriptInfo)  # read, never info.load_app()
+    factory = info.create_app  # Flask prefers it to the import path too
+    app = info.app_import_path if factory is None else None
     # First, so that an --app given after `migcheck` (argparse: the last one wins) still counts.
-    ctx.exit(main([f"--app={app}"] * bool(app) + list(args), prog=ctx.command_path))
+    ctx.exit(main([f"--app={app}"] * bool(app) + list(args), prog=ctx.command_path, factory=factory))

@@ -48,6 +48,11 @@ _RULES = (
     Rule("upgrade-env-failed", "upgrade", "error",
          "The migrations' env.py raised before any migration ran.",
          "Fix env.py; `flask db upgrade` fails the same way."),
+    Rule("upgrade-not-cached", "upgrade", "info",
+         "A revision reads what no file's content keys (`current_app`, the environment, a file), "
+         "so the cache keeps nothing from it on: every run walks it and the revisions after it again.",
+         "Nothing to fix. If the revision need not depend on the configuration or the environment, "
+         "take those reads out and the cache keeps it again; `--ignore upgrade-not-cached` hides this."),
     Rule("upgrade-failed", "upgrade", "error",
          "A revision's upgrade() raised while upgrading an empty database from base to head.",
          "Fix the revision so that `flask db upgrade` runs from an empty database (on SQLite, "

@@ -15,20 +15,22 @@ from migcheck.databases.scratch import Scratch, scratch_area
 from migcheck.findings import Finding, Run
 from migcheck.progress import Progress, silent
 from migcheck.project import Options, Project, open_project, start
-from migcheck.project.appload import load_migrate_app
+from migcheck.project.appload import Factory, load_migrate_app
 from migcheck.project.redirect import redirected_configs
 from migcheck.usercode import relative
 
 
 def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
-        options: Options, progress: Progress = silent) -> Run:
+        options: Options, progress: Progress = silent, factory: Factory | None = None) -> Run:
+    """`factory`: the app factory a Flask CLI group knows (`FlaskGroup(create_app=...)`), used when
+    `app_path` is None."""
     started = time.perf_counter()
     with scratch_area(options.db_url, options.origin("db_url")) as scratch, \
             redirected_configs(scratch.redirect_url), warnings.catch_warnings():
         # Alembic warns about duplicate revision ids; the graph check reports them properly.
         warnings.filterwarnings("ignore", message=r"Revision \w+ is present more than once")
         progress("loading the app", 0, 0)
-        app, found = load_migrate_app(app_path)
+        app, found = load_migrate_app(app_path, factory)
         # An app that upgrades at startup ran env.py's fileConfig: the report says what matters.
         logging.getLogger("alembic").setLevel(logging.WARNING)
         with app.app_context():
@@ -199,4 +201,4 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
                    rows=bool(with_rows) or bool(restored and restored.rows), safety=safety_key,
                    created=watch.created if watch else (),
                    reads=read | set(restored.reads if restored else ()))
-    return walked, len(already)
+    return walked + (cache.not_kept(kept) if kept else []), len(already)

@@ -199,6 +199,17 @@ def test_revision_reading_runtime_state_is_not_cached(project: Project, reader: 
     project.append("sample_app/models/user.py", FLAG_MODEL)
     first = project.run()
     assert first.code == 0 and "from cache" not in first.out, first.output
+    # Once, with where it reads: so users know why every run walks it again.
+    path = "migrations/versions/ddd444_flags.py" if reader == "revision" else \
+        "sample_app/migration_helpers.py"
+    line = project.line_of(path, "os.environ.get")
+    through = "" if reader == "revision" else "imports sample_app/migration_helpers.py, which "
+    assert first.out.count("the cache keeps nothing") == 1, first.out
+    assert (f"{path}:{line}: upgrade: info: the cache keeps nothing from revision `ddd444` on: it "
+            f"{through}reads `environ` (the app's configuration, the environment or a file, which no key "
+            "covers), so every run walks it and the revisions after it again") in first.out
+    assert "no problems (1 info)" in first.out
+    assert "the cache keeps nothing" not in project.run("--no-cache").out
     result = project.run(env={"FLAGS": "0"})  # no table to drop: the downgrade fails
     assert result.code == 1 and "from cache" not in result.out, result.output
     assert "downgrade of `ddd444` raises OperationalError: no such table: flag" in result.out

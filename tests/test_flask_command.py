@@ -94,3 +94,40 @@ def test_usage_errors_help_and_version_are_migchecks_own(project: Project, namin
     listed = flask_with(project, naming, "sample_app:app", "--help")
     assert re.search(r"^  migcheck +Check that the migrations match the models", listed.out, re.MULTILINE)
     assert flask(project, "migcheck", "--version").out.startswith("migcheck ")
+
+
+MANAGE = """from flask.cli import FlaskGroup
+
+from sample_app import create_app
+
+cli = FlaskGroup(create_app=create_app)
+
+if __name__ == "__main__":
+    cli()
+"""
+
+
+def test_migcheck_in_a_projects_own_flaskgroup_uses_the_app_that_cli_knows(project: Project) -> None:
+    # `python manage.py migcheck`: the FlaskGroup knows the app only by its create_app. migcheck
+    # builds it with that factory, inside its scratch area: the factory writes to its configured
+    # database (the fixture fails the test had it been created).
+    project.write("manage.py", MANAGE)
+    project.edit(INIT, "\napp = create_app()\n", "\n")  # importing the package creates no app
+    project.edit(INIT, "    app.register_blueprint(bp)\n",
+                 "    app.register_blueprint(bp)\n    with app.app_context():\n        db.create_all()\n")
+    project.edit(USER, BIO, BIO + "    age = db.Column(db.Integer)\n")
+    done = subprocess.run([sys.executable, "manage.py", "migcheck", "--select", "graph,upgrade,drift",
+                           "--no-cache"], cwd=project.path, env=project.env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = project.line_of(USER, "age = db.Column")
+    assert (f"{USER}:{line}: drift: column `user.age` is in the model but no migration creates it"
+            in done.stdout)
+    assert "the app created tables in the default database while it loaded" in done.stdout
+    assert "migcheck: 1 error, 1 info in " in done.stdout
+    assert not project.configured_db.exists()
+    # --app after `migcheck` still wins over what the group knows
+    other = subprocess.run([sys.executable, "manage.py", "migcheck", "--app", "nosuch"],
+                           cwd=project.path, env=project.env(), capture_output=True, text=True,
+                           timeout=120)
+    assert other.returncode == 2 and "Could not import 'nosuch'" in other.stderr, other.stderr

@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import sqlite3
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from migcheck.databases import guard
 from migcheck.databases.guard import Target
 from migcheck.databases.servers import Server, parse_url
 from migcheck.errors import UnsafeConnection
+from migcheck.streams import tell, warn
 
 _MAINTENANCE = "migcheck_maintenance"  # marks an app's connection to a MySQL server without a database
 # PostgreSQL extensions that open connections from the server itself, which no client-side guard sees.
@@ -222,9 +222,9 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
                 if server is not None:
                     server.open()
                     if server.reclaimed:
-                        print(f"migcheck: dropped {len(server.reclaimed)} scratch database(s) that "
-                              f"runs killed before they could clean up left on {server.label}: "
-                              f"{', '.join(server.reclaimed)}", file=sys.stderr)
+                        tell(f"migcheck: dropped {len(server.reclaimed)} scratch database(s) that "
+                             f"runs killed before they could clean up left on {server.label}: "
+                             f"{', '.join(server.reclaimed)}")
                 yield scratch
             finally:  # told by the error that ends the run, or below
                 refused = run_guard.take()
@@ -276,9 +276,8 @@ def _reclaim_directories() -> None:
         finally:
             os.close(lock)
     if removed:
-        print(f"migcheck: removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
-              f"that runs killed before they could clean up left behind: {', '.join(removed)}",
-              file=sys.stderr)
+        tell(f"migcheck: removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
+             f"that runs killed before they could clean up left behind: {', '.join(removed)}")
 
 
 def _drop_server_databases(scratch: Scratch, server: Server) -> None:
@@ -293,4 +292,4 @@ def _drop_server_databases(scratch: Scratch, server: Server) -> None:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
     if left:
-        print(f"migcheck: warning: {left}", file=sys.stderr)
+        warn(left)

@@ -15,8 +15,10 @@ from flask import Flask
 from flask.cli import NoAppException, ScriptInfo, load_dotenv
 
 from migcheck import compat
-from migcheck.errors import UnsafeConnection, UsageError
+from migcheck.errors import Refused, UsageError
 from migcheck.usercode import relative, user_location
+
+Factory = Callable[..., Flask]  # a Flask CLI group's create_app
 
 
 class MigrateCall(NamedTuple):
@@ -32,7 +34,8 @@ class MigrateCall(NamedTuple):
         return f"{self.module}:{self.app_name}" if self.app_name else self.module
 
 
-def load_migrate_app(import_path: str | None) -> tuple[Flask, tuple[str, ...]]:
+def load_migrate_app(import_path: str | None, factory: Factory | None = None
+                     ) -> tuple[Flask, tuple[str, ...]]:
     """The app, loaded as `load_app` does, with its Flask-Migrate registered.
 
     Projects laid out as the Flask-Migrate tutorial is register `Migrate(app, db)` in a module of
@@ -40,10 +43,10 @@ def load_migrate_app(import_path: str | None) -> tuple[Flask, tuple[str, ...]]:
     only one; with --app, say to point at it. Returns the app and, when found by looking, a note.
     """
     _load_dotenv()  # FLASK_APP from .flaskenv / .env counts as given
-    given = import_path or os.environ.get("FLASK_APP") or None
+    given = import_path or factory or os.environ.get("FLASK_APP") or None
     try:
-        app = load_app(import_path)
-    except UnsafeConnection:
+        app = load_app(import_path, factory)
+    except Refused:
         raise
     except UsageError:
         # What Flask guesses without --app (wsgi.py, app.py, an `app` package whose factory needs
@@ -142,14 +145,18 @@ def _undecodable_dotenv() -> str:
     return ".env or .flaskenv"
 
 
-def load_app(import_path: str | None) -> Flask:
-    """Import the app from `--app`, else FLASK_APP (after reading .env / .flaskenv)."""
+def load_app(import_path: str | None, factory: Factory | None = None) -> Flask:
+    """Import the app from `--app`, else build it with `factory` (what a `FlaskGroup(create_app=...)`
+    knows, which Flask prefers too), else from FLASK_APP (after reading .env / .flaskenv)."""
     os.environ["FLASK_RUN_FROM_CLI"] = "true"  # a module-level app.run() must not start a server
     _load_dotenv()
-    import_path = import_path or os.environ.get("FLASK_APP") or None
+    import_path = import_path or (None if factory else os.environ.get("FLASK_APP")) or None
     try:
-        return ScriptInfo(app_import_path=import_path, set_debug_flag=False).load_app()
-    except UnsafeConnection:
+        # A ScriptInfo of our own: calls the factory as the group's would (old Flask passes it
+        # `script_info` if it takes one), here, inside the scratch area.
+        return ScriptInfo(app_import_path=import_path, create_app=None if import_path else factory,
+                          set_debug_flag=False).load_app()
+    except Refused:
         raise  # its message names the line already
     except UsageError as exc:  # e.g. a scratch database cannot be created: say where
         where = user_location(exc)

@@ -38,12 +38,20 @@ _OPAQUE_WORDS = re.compile(r"\b(?:" + "|".join(sorted(_OPAQUE_NAMES)) + r")\b")
 
 class Scan(NamedTuple):
     imports: tuple[str, ...]  # absolute names of the modules the file may import, parents included
-    opaque: bool  # it mentions a way to read state that is not code
+    opaque: tuple[int, str] | None  # the line and name of its first way to read state that is not code
+
+
+class Reads(NamedTuple):
+    """Where a file (or a project module it imports) reads state that is not code."""
+
+    path: str
+    line: int
+    name: str  # e.g. `current_app`, `environ`
 
 
 class Dependencies(NamedTuple):
     files: frozenset[str]  # the project's source files the file imports, transitively (real paths)
-    opaque: bool
+    opaque: Reads | None
 
 
 def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
@@ -60,14 +68,15 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
     def closure(path: str) -> Dependencies:
         found: set[str] = set()
         counted: set[str] = set()  # files whose reads count: reached not only through an __init__
-        opaque = False
+        opaque: Reads | None = None
         # (file, its package, whether its reads count: not past a package's __init__.py)
         pending: list[tuple[str, str | None, bool]] = [(path, None, True)]
         while pending:
             file, package, counts = pending.pop()
             counts = counts and os.path.basename(file) != "__init__.py"
             scanned = scan(file, package)
-            opaque = opaque or (counts and scanned.opaque)
+            if opaque is None and counts and scanned.opaque:
+                opaque = Reads(file, *scanned.opaque)
             for name in scanned.imports:
                 origin, locations = _locate(name, origins)
                 if origin is None or not is_user_code(origin):
@@ -91,9 +100,9 @@ def _scan(path: str, package: str | None) -> Scan:
         source = read_source_leniently(path)
         tree = ast.parse(source, path)
     except (OSError, SyntaxError, ValueError):
-        return Scan((), False)  # keyed by its content all the same; nothing more to follow
+        return Scan((), None)  # keyed by its content all the same; nothing more to follow
     names: list[str] = []
-    opaque = False
+    opaque = None
     for node in _statements(tree.body):  # imports are statements: no need to visit expressions
         if isinstance(node, ast.Import):
             names += [parent for alias in node.names for parent in _with_parents(alias.name)]
@@ -103,7 +112,10 @@ def _scan(path: str, package: str | None) -> Scan:
                 names += _with_parents(base)
                 names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
     if _OPAQUE_WORDS.search(source):  # rare: only then is every expression visited
-        opaque = any(_is_opaque(node) for node in ast.walk(tree))
+        # where it is used rather than imported (`from flask import current_app`), when both
+        found = min(((isinstance(node, ast.ImportFrom), getattr(node, "lineno", 0), name)
+                     for node in ast.walk(tree) if (name := _opaque_name(node))), default=None)
+        opaque = found[1:] if found else None
     return Scan(tuple(dict.fromkeys(names)), opaque)
 
 
@@ -115,14 +127,15 @@ def _statements(body: list[Any]) -> Iterator[ast.AST]:
             yield from _statements(getattr(node, field, None) or [])
 
 
-def _is_opaque(node: ast.AST) -> bool:
-    if isinstance(node, ast.Name):
-        return node.id in _OPAQUE_NAMES
-    if isinstance(node, ast.Attribute):
-        return node.attr in _OPAQUE_NAMES
+def _opaque_name(node: ast.AST) -> str | None:
+    """The name through which this node reads state that is not code, if it does."""
+    if isinstance(node, ast.Name) and node.id in _OPAQUE_NAMES:
+        return node.id
+    if isinstance(node, ast.Attribute) and node.attr in _OPAQUE_NAMES:
+        return node.attr
     if isinstance(node, ast.ImportFrom):
-        return any(alias.name in _OPAQUE_NAMES for alias in node.names)
-    return False
+        return next((alias.name for alias in node.names if alias.name in _OPAQUE_NAMES), None)
+    return None
 
 
 def _absolute(node: ast.ImportFrom, package: str | None) -> str | None:
