@@ -41,6 +41,8 @@ class Run(NamedTuple):
     waived: tuple[tuple[Finding, str, str], ...] = ()
     notes: tuple[str, ...] = ()  # what the run assumed, for the summary (e.g. the safety check's scope)
     not_run: tuple[tuple[str, str], ...] = ()  # selected checks that did not run (`checks` ran), and why
+    # operations where the safety rules' prediction and what the server did disagree (--verbose)
+    mismatches: tuple[str, ...] = ()
 
     @property
     def selected(self) -> tuple[str, ...]:

@@ -284,6 +284,34 @@ _RULES = (
          "which rewrites the whole table under an exclusive lock.",
          "Add the column without the default (or with a constant one), set the default, and backfill "
          "existing rows in batches."),
+    Rule("safety-table-rewrite", "safety", "error",
+         "Observed on PostgreSQL (--db-url): an operation of a revision not deployed yet rewrote a "
+         "table that existed before it (its relfilenode changed: a type change, a volatile default, "
+         "a recreated table, ...), copying every row while reads and writes wait.",
+         "Add a column of the new type, backfill it in batches, switch the code, then drop the old "
+         "column; for a default, add the column without it and backfill."),
+    Rule("safety-lock-timeout", "safety", "warning",
+         "Observed on PostgreSQL (--db-url): an operation of a revision not deployed yet takes "
+         "AccessExclusiveLock, ExclusiveLock, ShareRowExclusiveLock or ShareLock on a table that "
+         "existed before it with no lock_timeout in effect: while it waits behind a long query, every "
+         "later query of the table waits behind it.",
+         "Start the revision with `op.execute(\"SET LOCAL lock_timeout = '2s'\")`, or set it for every "
+         "migration in env.py (`connection.execute(text(\"SET lock_timeout = '2s'\"))` before "
+         "`context.run_migrations()`, or `connect_args={\"options\": \"-c lock_timeout=2s\"}`); "
+         "retry the deploy if it times out."),
+    Rule("safety-lock-held", "safety", "warning",
+         "Observed on PostgreSQL (--db-url): after an operation takes AccessExclusiveLock on a table "
+         "that existed before, the same transaction runs further statements (a backfill, another "
+         "table's DDL), so every query of the table waits for all of them.",
+         "Move the further statements to their own revision (or run them before the locking one), "
+         "with `transaction_per_migration=True` in env.py's `context.configure()`."),
+    Rule("safety-not-online", "safety", "error",
+         "Observed on MySQL/MariaDB (--db-url): an ALTER TABLE of a revision not deployed yet on a "
+         "table that existed before it cannot run with ALGORITHM=INSTANT nor with ALGORITHM=INPLACE, "
+         "LOCK=NONE: the server copies the table while writes wait (the finding gives its reason).",
+         "Change it in a way the server runs online (add a nullable column at the end, widen within "
+         "the same length bytes), or use an online schema change tool (gh-ost, pt-online-schema-"
+         "change) for this table."),
     Rule("safety-sql-unchecked", "safety", "info",
          "A revision not deployed yet runs raw SQL (`op.execute`) that changes the schema in a way "
          "migcheck does not recognize, so its safety is not checked.",

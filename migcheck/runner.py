@@ -41,7 +41,7 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
     return Run(app.import_name, len(project.scripts), checked.ran, started_from + checked.findings,
                time.perf_counter() - started, relative(os.fspath(project.directory)),
                cached=checked.cached, found=found + project.found, notes=begins + checked.notes,
-               not_run=checked.not_run)
+               not_run=checked.not_run, mismatches=checked.mismatches)
 
 
 def _fresh_start(scratch: Scratch) -> list[Finding]:
@@ -69,6 +69,7 @@ class Checked(NamedTuple):
     notes: tuple[str, ...] = ()
     ran: tuple[str, ...] = ()  # the selected checks that ran, in order
     not_run: tuple[tuple[str, str], ...] = ()  # the selected checks that did not, and why
+    mismatches: tuple[str, ...] = ()  # see Run.mismatches
 
 
 _WALKED = ("upgrade", "drift", "roundtrip", "safety", "data")  # what needs the upgrade to head
@@ -84,11 +85,14 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
                                            for c in checks if c != "graph"})
     cached = 0
     notes: tuple[str, ...] = ()
+    mismatches: tuple[str, ...] = ()
     not_run: dict[str, str] = {}
     walking = [c for c in checks if c in _WALKED]
     if walking:
         with_rows, watch, notes = _undeployed(project, checks)
         walked, cached = _walk(project, "roundtrip" in checks, with_rows, watch, progress)
+        if watch is not None and watch.observer is not None:
+            mismatches = tuple(mismatch.line() for mismatch in watch.observer.mismatches)
         walked = data.supersede(walked)
         failed = next((f for f in walked if f.check == "upgrade" and f.severity in ("error", "fatal")), None)
         if failed is not None:
@@ -119,7 +123,7 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
         progress("imports", 0, 0)
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
-    return _checked(findings, checks, not_run, cached, notes)
+    return _checked(findings, checks, not_run, cached, notes)._replace(mismatches=mismatches)
 
 
 def _checked(findings: list[Finding], checks: tuple[str, ...], not_run: dict[str, str], cached: int = 0,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 from unittest import mock
@@ -26,6 +26,7 @@ from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
 from migcheck import compat, rules
+from migcheck.checks import observe
 from migcheck.findings import Finding
 from migcheck.project import Project
 from migcheck.state import rawsql
@@ -97,6 +98,15 @@ class Watch:
         # step raised) starts from it, not from what its failed attempt created
         self._created_before: dict[tuple[str | None, str], frozenset[tuple[str | None, str, str]]] = {}
         self._current: _Current | None = None
+        # On a --db-url server, what each operation really does is observed (observe.py); batch
+        # operations wait in `queued` (per batch) until their block ends and they run.
+        self.observer = observe.Observer(project.scratch.dialect) \
+            if project.scratch.server is not None and project.scratch.dialect in observe.DIALECTS else None
+        self.queued: dict[int, list[tuple[ops.MigrateOperation, list[Finding], int | None]]] = {}
+
+    @property
+    def current(self) -> _Current | None:
+        return self._current
 
     def before(self, step: RevisionStep, context: MigrationContext) -> None:
         revision = step.revision
@@ -120,11 +130,15 @@ class Watch:
         target = self.targets.get(bind) or Target("", "")
         self._current = _Current(revision, (revision.path, os.path.realpath(revision.path)), bind,
                                  target.dialect, context, {})
+        if self.observer is not None:
+            self.observer.started(self)
 
     def after(self, step: RevisionStep, context: MigrationContext) -> None:
         if self._current is not None:
             self._inspected.add((self._current.bind, self._current.revision.revision))
         self._current = None
+        if self.observer is not None:
+            self.observer.ended()
 
     def seen(self, operation: ops.MigrateOperation) -> None:
         current = self._current
@@ -150,6 +164,45 @@ class Watch:
                     self._judge(current, line, recognized, sql)
         else:
             self._judge(current, line, operation, None)
+
+    def ran(self, operations: Operations, operation: ops.MigrateOperation, predicted: list[Finding],
+            run: Callable[[], Any]) -> Any:
+        """Run an operation; on a server, observe what it does (a batch operation when its block ends)."""
+        if self.observer is None or self._current is None:
+            return run()
+        line = calling_line(self._current.paths)
+        if isinstance(operations, BatchOperations):
+            self.queued.setdefault(id(operations.impl), []).append((operation, predicted, line))
+            return run()
+        return self.observer.invoked(self, operation, predicted, run, line)
+
+    def existing_table(self, table: str) -> bool:
+        """Whether a table of the current revision's bind existed before the in-scope revisions."""
+        return self._current is not None and self._existing_table(self._current.bind, table)
+
+    def configured_lock_timeout(self) -> str | None:
+        """The lock_timeout the app's connection options set for the current bind (the scratch
+        engine leaves them out; production connections have it)."""
+        assert self._current is not None
+        return self.project.scratch.lock_timeouts.get(self._current.bind)
+
+    def flag(self, line: int | None, rule: str, message: str, table: str | None, column: str | None,
+             observed: dict[str, Any]) -> Finding:
+        """A finding from what the server did (observe.py), for the current revision."""
+        assert self._current is not None
+        self._flag(self._current, line, rule, message, table, column, None,
+                   {"basis": "observed", "observed": observed})
+        return self.findings[-1]
+
+    def replace(self, finding: Finding, by: Finding | None) -> None:
+        """A prediction the observation settled (by None) or completed."""
+        for index, found in enumerate(self.findings):
+            if found is finding:
+                if by is None:
+                    del self.findings[index]
+                else:
+                    self.findings[index] = by
+                return
 
     def _judge(self, current: _Current, line: int | None, operation: ops.MigrateOperation,
                sql: str | None) -> None:
@@ -309,9 +362,9 @@ class Watch:
                    "refuses (CONCURRENTLY cannot run inside a transaction block)", table, None)
 
     def _flag(self, current: _Current, line: int | None, rule: str, message: str, table: str | None,
-              column: str | None, sql: str | None) -> None:
+              column: str | None, sql: str | None, observed: dict[str, Any] | None = None) -> None:
         revision = current.revision
-        details: dict[str, Any] = {"revision": revision.revision}
+        details: dict[str, Any] = {"revision": revision.revision, **(observed or {"basis": "predicted"})}
         where = f"in `{revision.revision}`"
         if current.bind is not None:
             details["bind"] = current.bind
@@ -373,12 +426,13 @@ def watching(watch: Watch) -> Iterator[Watch]:
     original = Operations.invoke
 
     def invoke(self: Any, operation: ops.MigrateOperation) -> Any:
+        mark = len(watch.findings)
         watch.seen(operation)
-        return original(self, operation)
+        return watch.ran(self, operation, watch.findings[mark:], lambda: original(self, operation))
 
     # Both: BatchOperations derives from Operations in old Alembic, from AbstractOperations in new.
     with mock.patch.object(Operations, "invoke", invoke), \
-            mock.patch.object(BatchOperations, "invoke", invoke):
+            mock.patch.object(BatchOperations, "invoke", invoke), observe.batches(watch):
         yield watch
 
 

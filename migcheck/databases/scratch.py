@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
@@ -51,6 +52,9 @@ class Scratch:
         self.server = server
         self.written: dict[str | None, str] = {}  # bind key -> the URL last written to an app's config
         self.configured: dict[str | None, str] = {}  # bind key -> the URL Flask-SQLAlchemy was given
+        # bind key -> the lock_timeout the app's connection options set (`-c lock_timeout=...` in
+        # connect_args or the URL's `options`), which the scratch engines leave out
+        self.lock_timeouts: dict[str | None, str] = {}
         self.engines: list[sa.engine.Engine] = []  # the app's engines, disposed before a drop
         self.errors: list[sa.exc.DBAPIError] = []  # every database error, also those a migration caught
 
@@ -102,13 +106,17 @@ class Scratch:
         covers a config that Flask did not make (an app that replaced `app.config`).
         """
         uri = app_config.get("SQLALCHEMY_DATABASE_URI")
+        options = app_config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
         if uri is not None:
             app_config["SQLALCHEMY_DATABASE_URI"] = self.redirect_url(None, uri)
             self.configured[None] = self.written.get(None, _safe(uri))
+            self._note_lock_timeout(None, self.configured[None], options)
         binds = {}
         for key, value in (app_config.get("SQLALCHEMY_BINDS") or {}).items():
             binds[key] = self.redirect_url(key, value["url"] if isinstance(value, dict) else value)
             self.configured[key] = self.written.get(key, binds[key])
+            self._note_lock_timeout(key, self.configured[key],
+                                    value if isinstance(value, dict) and "connect_args" in value else options)
         app_config["SQLALCHEMY_BINDS"] = binds
         # Options meant for the real server (connect_args, pool sizes) do not fit a scratch engine.
         app_config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
@@ -116,6 +124,12 @@ class Scratch:
         for key, value in compat.FLASK_SQLALCHEMY_QUIET_CONFIG.items():
             app_config.setdefault(key, value)
         db._engine_options = {}
+
+    def _note_lock_timeout(self, bind_key: str | None, url: Any, options: dict[str, Any]) -> None:
+        written = f"{unquote_plus(str(url))} {(options.get('connect_args') or {}).get('options', '')}"
+        found = _LOCK_TIMEOUT.findall(written)
+        if found and bind_key not in self.lock_timeouts:
+            self.lock_timeouts[bind_key] = found[-1]
 
     def reset(self) -> list[str | None]:
         """Empty every scratch database; returns the binds that had tables in them."""
@@ -137,6 +151,9 @@ class Scratch:
         if self.server is not None:
             self.server.drop_roles()  # what is left is dropped (or reported) at the end
         return had_tables
+
+
+_LOCK_TIMEOUT = re.compile(r"-c\s*lock_timeout\s*=\s*([^\s&]+)")
 
 
 def _safe(url: Any) -> str:

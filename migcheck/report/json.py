@@ -30,6 +30,7 @@ def render(run: Run) -> str:
         "counts": {severity: counts[severity] for severity in SEVERITIES},
         "suppressed": dict(run.suppressed),
         "notes": list(run.notes),
+        "mismatches": list(run.mismatches),
         "findings": [_finding(f) for f in run.findings],
     }
     return json.dumps(document, indent=2, default=str)

@@ -12,7 +12,8 @@ _COLORS = {"fatal": "31;1", "error": "31;1", "warning": "33;1", "info": "36", "d
 
 
 def render(run: Run, color: bool, verbose: bool = False) -> str:
-    """`verbose` also lists the suppressed findings, with the reason given for each."""
+    """`verbose` also lists the suppressed findings, with the reason given for each, and where the
+    safety rules' prediction and the --db-url server's observation disagree."""
     def paint(text: str, style: str) -> str:
         return f"\033[{_COLORS[style]}m{text}\033[0m" if color else text
 
@@ -29,6 +30,10 @@ def render(run: Run, color: bool, verbose: bool = False) -> str:
         for finding, how, why in run.waived:
             where = f"{finding.location}: " if finding.location else ""
             lines.append(paint(f"  {where}{finding.rule} ({how}{': ' + why if why else ''})", "dim"))
+    if verbose and run.mismatches:
+        lines += ([""] if lines else []) + ["prediction and observation disagree (what the safety rules "
+                                            "would have said, and what the server did):"]
+        lines += [paint(f"  {mismatch}", "dim") for mismatch in run.mismatches]
     if lines:
         lines.append("")
     lines += [paint(note, "dim") for note in run.notes]
@@ -49,6 +54,9 @@ def _finding_lines(finding: Finding, paint: object, verbose: bool = False) -> li
     for key in ("statement", "code"):
         if finding.details.get(key):
             lines += [paint(f"    {line}", "dim") for line in finding.details[key].splitlines()]
+    observed = finding.details.get("observed")
+    if isinstance(observed, dict) and observed.get("summary"):
+        lines.append(paint(f"    observed: {observed['summary']}", "dim"))
     if finding.hint:
         lines.append(f"    fix: {finding.hint}")
     return lines
