@@ -196,8 +196,10 @@ def _hint(error: str, table: str | None) -> str:
 
 
 # The safety check's rules that predict a failure on tables with rows, which this check can prove.
+# and what the safety check observed on that table: a revision that fails there is rewritten anyway
 _PREDICTIONS = ("safety-add-not-null-column", "safety-set-not-null", "safety-add-unique",
-                "safety-change-type")
+                "safety-change-type", "safety-table-rewrite", "safety-lock-timeout", "safety-lock-held",
+                "safety-not-online")
 
 
 def supersede(findings: list[Finding]) -> list[Finding]:

@@ -35,14 +35,18 @@ DANGEROUS = ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "S
 # Predictions an observation settles on PostgreSQL: whether the table was rewritten.
 REWRITE_RULES = ("safety-change-type", "safety-volatile-default")
 
-# Every table and index outside the system schemas (with its table), the locks this backend's
-# transaction holds on them, and the lock_timeout in effect: one round trip.
-_STATE = """
+# Every table and index outside the system schemas (with its table; or only those named, by the
+# catalog's index on names), the locks this backend's transaction holds on them, and the
+# lock_timeout in effect: one round trip.
+_RELATIONS = """
 SELECT 'r', CASE WHEN n.nspname = current_schema() THEN c.relname ELSE n.nspname || '.' || c.relname END,
        c.relfilenode::text, c.relkind::text, t.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid
 WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+"""
+_NAMED = " AND c.relname = ANY(%s)"
+_LOCKS = """
 UNION ALL
 SELECT 'l', CASE WHEN n.nspname = current_schema() THEN c.relname ELSE n.nspname || '.' || c.relname END,
        l.mode, c.relkind::text, NULL
@@ -102,6 +106,10 @@ class Observation(NamedTuple):
 class _Revision(NamedTuple):
     """What the observer keeps while one in-scope revision runs."""
     existing: dict[str, tuple[str, str, str | None]]  # relations before it: name -> (file, kind, table)
+    names: list[str]  # their names without the schema, to read only them after each operation
+    # what was read after the last operation, and the number of statements run on the connection
+    # then: it stands for the state before the next operation unless a statement ran in between
+    last: list[tuple[_State, int] | None]
     timeout_flagged: list[bool]  # safety-lock-timeout is reported once per revision
     # table -> (line, statement) of the operation that took AccessExclusiveLock on it, until a
     # further statement is seen (then safety-lock-held is reported and the entry dropped)
@@ -126,6 +134,8 @@ class Observer:
         self.dialect = dialect
         self.mismatches: list[Mismatch] = []
         self._revision: _Revision | None = None
+        self._listening: Any = None  # the connection whose statements `_count` counts
+        self._statements = 0
 
     # -- called by the safety watch -------------------------------------------------------------
 
@@ -147,10 +157,25 @@ class Observer:
                 # Observed from a transaction of its own, as if deployed alone: the walk runs the
                 # history in one transaction, which holds the locks of every earlier revision.
                 connection.connection.commit()
-        self._revision = _Revision(existing, [False], {})
+            self._listen(connection)
+        self._revision = _Revision(existing, sorted({name.split(".")[-1] for name in existing}), [None],
+                                   [False], {})
 
     def ended(self) -> None:
         self._revision = None
+        self._listen(None)
+
+    def _listen(self, connection: Any) -> None:
+        """Count the statements SQLAlchemy runs on the revision's connection (not the observer's own)."""
+        if self._listening is not None:
+            sa.event.remove(self._listening, "before_cursor_execute", self._counted)
+            self._listening = None
+        if connection is not None:
+            sa.event.listen(connection, "before_cursor_execute", self._counted)
+            self._listening = connection
+
+    def _counted(self, *args: Any) -> None:
+        self._statements += 1
 
     def invoked(self, watch: Watch, operation: ops.MigrateOperation, predicted: list[Finding],
                 run: Callable[[], Any], line: int | None) -> Any:
@@ -168,11 +193,13 @@ class Observer:
         revision = self._revision
         assert revision is not None
         connection = _connection(watch)
-        before = _read(connection)
+        names, last = revision.names, revision.last[0]
+        before = last[0] if last is not None and last[1] == self._statements else _read(connection, names)
         started = time.perf_counter()
         result = run()
         ms = (time.perf_counter() - started) * 1000
-        after = _read(connection) if before is not None else None
+        after = _read(connection, names) if before is not None else None
+        revision.last[0] = (after, self._statements) if after is not None else None
         if before is None or after is None:  # the transaction is aborted: a caught error, reported so
             return result
         observation = self._observation(watch, connection, before, after, ms)
@@ -208,10 +235,11 @@ class Observer:
         new: list[Finding] = []
         for table in tables_rewritten:
             under = f" under {observation.held[table]}" if table in observation.held else ""
+            cause, column = _cause(predicted, table, statement)
             new.append(watch.flag(line, "safety-table-rewrite",
-                                  f"{statement} rewrote `{table}`{under}: every row is copied while "
+                                  f"{cause}: PostgreSQL rewrote `{table}`{under}, copying every row while "
                                   f"reads and writes wait ({observation.rows[table]} rows took "
-                                  f"{observation.ms:.0f} ms here)", table, None, observation.details()))
+                                  f"{observation.ms:.0f} ms here)", table, column, observation.details()))
         dangerous = {table: mode for table, mode in observation.took.items() if mode in DANGEROUS}
         if dangerous and observation.lock_timeout in ("0", "") and not revision.timeout_flagged[0] \
                 and not watch.configured_lock_timeout():
@@ -223,7 +251,7 @@ class Observer:
                                   "table queues behind it", next(iter(dangerous)), None,
                                   observation.details()))
         for finding in predicted:
-            settled = finding.rule in REWRITE_RULES or (finding.rule == "safety-sql-unchecked" and new)
+            settled = finding.rule in REWRITE_RULES
             if finding.rule in REWRITE_RULES and not tables_rewritten:
                 self._mismatch(watch, finding.location, f"{finding.rule} (a rewrite)", observation.summary())
             watch.replace(finding, None if settled else finding._replace(
@@ -283,10 +311,11 @@ class Observer:
         statement = _statement(operation)
         offline = [(table, reason) for table, best, reason in trials if not best and reason]
         for table, reason in offline:
+            cause, column = _cause(predicted, table, statement)
             watch.flag(line, "safety-not-online",
-                       f"{statement} cannot run online on `{table}`: the server refuses both "
-                       f"ALGORITHM=INSTANT and ALGORITHM=INPLACE, LOCK=NONE ({reason}); it copies the "
-                       "table while writes wait", table, None,
+                       f"{cause}: the server cannot run it online on `{table}`, it refuses both "
+                       f"ALGORITHM=INSTANT and ALGORITHM=INPLACE, LOCK=NONE ({reason}), and copies the "
+                       "table while writes wait", table, column,
                        {"summary": f"online ALTER refused: {reason}", "online": False, "reason": reason})
         tried = [t for t in trials if t[1] or t[2]]
         for finding in predicted:
@@ -364,6 +393,16 @@ def batches(watch: Watch) -> Iterator[None]:
         yield
 
 
+def _cause(predicted: list[Finding], table: str, statement: str) -> tuple[str, str | None]:
+    """What made a table be rewritten or copied, for the message, and the column: the prediction's
+    own words where there was one for that table ("changes the type of `post.view_count` from
+    INTEGER to BIGINT"), else the statement."""
+    for finding in predicted:
+        if finding.rule in REWRITE_RULES and finding.details.get("table") == table:
+            return finding.message.split(": ", 1)[0], finding.details.get("column")
+    return statement, None
+
+
 def _connection(watch: Watch) -> Any:
     assert watch.current is not None
     connection = watch.current.context.connection
@@ -371,12 +410,16 @@ def _connection(watch: Watch) -> Any:
     return connection
 
 
-def _read(connection: Any) -> _State | None:
-    """What the relations, locks and lock_timeout are now; None in a transaction that an error
-    aborted (the revision caught it; the upgrade check reports the error, and nothing can be read)."""
+def _read(connection: Any, names: list[str] | None = None) -> _State | None:
+    """What the relations (all, or those with these names), locks and lock_timeout are now; None in
+    a transaction that an error aborted (the revision caught it; the upgrade check reports the
+    error, and nothing can be read)."""
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(_STATE)
+        if names is None:
+            cursor.execute(_RELATIONS + _LOCKS)
+        else:
+            cursor.execute(_RELATIONS + _NAMED + _LOCKS, (names,))
         rows = cursor.fetchall()
     except Exception:  # only in an aborted transaction, which stays as it was
         return None
