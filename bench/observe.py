@@ -100,7 +100,8 @@ def _section(args: argparse.Namespace, times: dict[bool, list[tuple[float, float
         "",
         f"N={args.revisions} revisions / M={args.models} models, `migcheck --select safety --db-url URL "
         "--no-cache --since base`: every revision in scope, so every operation is observed (pg_locks, "
-        "relfilenode and lock_timeout read before and after it, one query each). Without: the same "
+        "relfilenode and lock_timeout read in one query after it; the read after one stands for the "
+        "state before the next unless a statement ran between). Without: the same "
         "run with the observer turned off (the rules' predictions only). Interleaved in the same "
         "rounds; the ratio is the median of the per-round ratios (target: at most 1.15×).",
         "",

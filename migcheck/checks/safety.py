@@ -111,6 +111,7 @@ class Watch:
     def before(self, step: RevisionStep, context: MigrationContext) -> None:
         revision = step.revision
         self._current = None  # also after a step that raised, whose `after` never came
+        self.queued.clear()  # batches of a step that raised before their block ended
         if revision.revision not in self.scope:
             return
         connection = context.connection
