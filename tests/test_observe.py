@@ -54,12 +54,13 @@ op.execute('ALTER TABLE post ALTER COLUMN view_count TYPE numeric(12, 0) USING v
 with op.batch_alter_table('user') as batch_op:
     batch_op.alter_column('bio', existing_type=sa.Text(), type_=sa.String(100))  # <- batch
 """)
-    assert [(f["rule"], f["line"], f["details"]["table"]) for f in findings] == [
-        ("safety-table-rewrite", project.line_of(path, "# <- raw"), "post"),
-        # the lock on post is still held while user is rewritten
-        ("safety-lock-held", project.line_of(path, "# <- raw"), "post"),
-        ("safety-table-rewrite", project.line_of(path, "# <- batch"), "user"),
-    ], findings
+    # one finding for the revision's rewrites (each object at its line), and the lock on post held
+    # while user is rewritten
+    assert [(f["rule"], f["line"]) for f in findings] == [
+        ("safety-table-rewrite", project.line_of(path, "# <- raw")),
+        ("safety-lock-held", project.line_of(path, "# <- raw"))], findings
+    assert [(o["object"], o["line"]) for o in findings[0]["details"]["objects"]] == [
+        ("post.view_count", project.line_of(path, "# <- raw")), ("user.bio", project.line_of(path, "# <- batch"))]
 
 
 def test_index_and_lock_timeout(project: Project, postgres: Server) -> None:
