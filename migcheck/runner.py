@@ -94,7 +94,7 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
         if watch is not None and watch.observer is not None:
             mismatches = tuple(mismatch.line() for mismatch in watch.observer.mismatches)
         walked = data.supersede(walked)
-        failed = next((f for f in walked if f.check == "upgrade" and f.severity in ("error", "fatal")), None)
+        failed = _upgrade_failed(walked)
         if failed is not None:
             after = f" at `{failed.details['revision']}`" if failed.details.get("revision") else ""
             stopped = [c for c in walking if c not in ("upgrade", "drift")]
@@ -124,6 +124,11 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
     return _checked(findings, checks, not_run, cached, notes)._replace(mismatches=mismatches)
+
+
+def _upgrade_failed(walked: list[Finding]) -> Finding | None:
+    """The walk's failed upgrade, if any (an error a revision caught is an info, and the walk went on)."""
+    return next((f for f in walked if f.check == "upgrade" and f.severity in ("error", "fatal")), None)
 
 
 def _checked(findings: list[Finding], checks: tuple[str, ...], not_run: dict[str, str], cached: int = 0,
@@ -199,7 +204,7 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
             walked = upgrade.check(project, observers, progress)
     walked = (restored.findings if restored else []) + caught.findings + walked + (
         watch.findings if watch else [])
-    if kept and len(already) < len(project.scripts) and not any(f.check == "upgrade" for f in walked):
+    if kept and len(already) < len(project.scripts) and not _upgrade_failed(walked):
         checked = (restored.data if restored else frozenset()) | with_rows
         cache.save(kept, project, walked, round_trip, checked,
                    rows=bool(with_rows) or bool(restored and restored.rows), safety=safety_key,

@@ -363,3 +363,19 @@ def test_data_file_a_revision_reads_is_part_of_the_key(project: Project, reader:
     cached = project.run()
     assert cached.code == 1, cached.output
     assert cached.out.splitlines()[0] == fresh.out.splitlines()[0]
+
+
+def test_a_revision_that_catches_its_own_error_is_cached(project: Project) -> None:
+    path = project.add_revision("5cb310101a1f", "e9e549eb0d5f", """
+        try:
+            op.drop_column('post', 'legacy_flag')  # 1.x installs had it
+        except Exception:
+            pass
+        """, doc="drop legacy flag")
+    caught = f"{path}:{project.line_of(path, 'op.drop_column')}: upgrade: info: upgrade of `5cb310101a1f` " \
+             "caught OperationalError: "
+    cold = project.run("--select", "upgrade,roundtrip")
+    assert cold.code == 0 and caught in cold.out, cold.output
+    warm = project.run("--select", "upgrade,roundtrip")
+    assert warm.code == 0 and "4 revisions (4 from cache)" in warm.out, warm.output
+    assert caught in warm.out
