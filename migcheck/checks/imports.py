@@ -235,27 +235,19 @@ def _collect(statements: Sequence[ast.AST], definitions: Definitions) -> None:
         blocks = (ast.stmt, ast.excepthandler)
         _collect([child for child in children if isinstance(child, blocks)], definitions)
         for node in (n for child in children if not isinstance(child, blocks) for n in ast.walk(child)):
-            if (isinstance(node, ast.Call) and _called_name(node.func) == "Table" and node.args
+            if (isinstance(node, ast.Call) and source.called_name(node.func) == "Table" and node.args
                     and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
                 definitions.tables[node.args[0].value] = node.lineno
 
 
 def _model_like(node: ast.ClassDef) -> bool:
     """A class on something called ...Model / ...Base, or one that names its table."""
-    if any(_MODEL_BASE.search(_called_name(base) or "") for base in node.bases):
+    if any(_MODEL_BASE.search(source.called_name(base) or "") for base in node.bases):
         return True
     return any(isinstance(target, ast.Name) and target.id in ("__tablename__", "__table__")
                for statement in node.body if isinstance(statement, (ast.Assign, ast.AnnAssign))
                for target in (statement.targets if isinstance(statement, ast.Assign)
                               else [statement.target]))
-
-
-def _called_name(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Call):
-        node = node.func
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return node.id if isinstance(node, ast.Name) else None
 
 
 def _import(candidate: Candidate) -> Finding | None:

@@ -16,6 +16,7 @@ import functools
 from alembic.operations import ops
 from alembic.script import Script
 
+from migcheck.project import source
 from migcheck.pyfile import read_source
 from migcheck.state import rawsql
 
@@ -36,29 +37,20 @@ def _created(path: str) -> frozenset[str]:
         tree = ast.parse(read_source(path), path)
     except (OSError, SyntaxError, ValueError):
         return frozenset()
-    found: set[str] = set()
+    found: set[str | None] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            called = node.func
-            function = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+            function = source.called_name(node)
             if function not in _CREATING or any(k.arg in ("autoload", "autoload_with")
                                                 for k in node.keywords):
                 continue  # not a creation; a reflected Table exists already
             position, keyword = _CREATING[function]
             if len(node.args) > position:
-                found.add(_constant(node.args[position]))
-            found.update(_constant(k.value) for k in node.keywords if k.arg == keyword)
+                found.add(source.string_value(node.args[position]))
+            found.update(source.string_value(k.value) for k in node.keywords if k.arg == keyword)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) > 10:
             found.update(_created_by_sql(node.value))
     return frozenset(name.rpartition(".")[2].lower() for name in found if name)
-
-
-def _constant(node: ast.expr) -> str:
-    """A string literal, also inside `op.f("...")` (a name the naming convention keeps as it is)."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "f" \
-            and node.args:
-        node = node.args[0]
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
 
 
 def _created_by_sql(text: str) -> list[str]:

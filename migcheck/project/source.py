@@ -92,11 +92,11 @@ def _table_calls(path: str) -> dict[str, tuple[int, dict[str, int]]]:
         return {}
     found = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _called_name(node) == "Table" and node.args:
-            name = _string(node.args[0])
+        if isinstance(node, ast.Call) and called_name(node) == "Table" and node.args:
+            name = string_value(node.args[0])
             if name:
                 columns = {column: c.lineno for c in node.args[1:]
-                           if isinstance(c, ast.Call) and c.args and (column := _string(c.args[0]))}
+                           if isinstance(c, ast.Call) and c.args and (column := string_value(c.args[0]))}
                 found[name] = (node.lineno, columns)
     return found
 
@@ -134,8 +134,8 @@ def _collect(body: list[ast.stmt], batch_table: str | None,
             table = batch_table
             for item in statement.items:
                 call = item.context_expr
-                if isinstance(call, ast.Call) and _called_name(call) == "batch_alter_table":
-                    table = _string(call.args[0]) if call.args else None
+                if isinstance(call, ast.Call) and called_name(call) == "batch_alter_table":
+                    table = string_value(call.args[0]) if call.args else None
             _collect(statement.body, table, created)
             continue
         for node in ast.walk(statement):
@@ -144,28 +144,28 @@ def _collect(body: list[ast.stmt], batch_table: str | None,
 
 
 def _created_by(call: ast.Call, batch_table: str | None) -> list[tuple[tuple[str, ...], int]]:
-    name, args = _called_name(call), call.args
-    first = _string(args[0]) if args else None
+    name, args = called_name(call), call.args
+    first = string_value(args[0]) if args else None
     if name == "create_table" and first:
         columns = [(("column", first, c), col.lineno) for col in args[1:]
-                   if isinstance(col, ast.Call) and _called_name(col) == "Column"
-                   for c in [_string(col.args[0]) if col.args else None] if c]
+                   if isinstance(col, ast.Call) and called_name(col) == "Column"
+                   for c in [string_value(col.args[0]) if col.args else None] if c]
         constraints = [(("constraint", c), arg.lineno) for arg in args[1:]
-                       if isinstance(arg, ast.Call) and (_called_name(arg) or "").endswith(
+                       if isinstance(arg, ast.Call) and (called_name(arg) or "").endswith(
                            "Constraint")
                        for kw in arg.keywords if kw.arg == "name"
-                       for c in [_string(kw.value)] if c]
+                       for c in [string_value(kw.value)] if c]
         return [(("table", first), call.lineno), *columns, *constraints]
     if name == "add_column":
         table = first if batch_table is None else batch_table
         column_call = args[1] if batch_table is None and len(args) > 1 else args[0] if args else None
-        column = (_string(column_call.args[0]) if isinstance(column_call, ast.Call)
+        column = (string_value(column_call.args[0]) if isinstance(column_call, ast.Call)
                   and column_call.args else None)
         if table and column:
             return [(("column", table, column), call.lineno)]
     if name == "alter_column" and (first or batch_table):  # changed last here
         table = first if batch_table is None else batch_table
-        column = _string(args[1]) if batch_table is None and len(args) > 1 else first
+        column = string_value(args[1]) if batch_table is None and len(args) > 1 else first
         if table and column:
             return [(("column", table, column), call.lineno)]
     if name == "execute" and args:
@@ -213,7 +213,7 @@ def foreign_key_to(path: str, table: str) -> int | None:
 
 def _referred(call: ast.Call) -> set[str]:
     """The tables a ForeignKey / ForeignKeyConstraint / create_foreign_key call refers to."""
-    name, args = _called_name(call), call.args
+    name, args = called_name(call), call.args
     if name == "ForeignKey" and args:
         targets = [args[0]]
     elif name == "ForeignKeyConstraint" and len(args) > 1 and isinstance(args[1], (ast.List, ast.Tuple)):
@@ -221,15 +221,15 @@ def _referred(call: ast.Call) -> set[str]:
     elif name == "create_foreign_key":
         # op.create_foreign_key(name, source, referent, ...); batch_op.create_foreign_key(name, referent, ...)
         return {t for arg in [*args[1:3], *(k.value for k in call.keywords if k.arg == "referent_table")]
-                for t in [_string(arg)] if t}
+                for t in [string_value(arg)] if t}
     else:
         return set()
-    return {t.rpartition(".")[0].rpartition(".")[2] for arg in targets for t in [_string(arg)] if t}
+    return {t.rpartition(".")[0].rpartition(".")[2] for arg in targets for t in [string_value(arg)] if t}
 
 
 def _raw_sql_creates(argument: ast.expr) -> list[tuple[str, ...]]:
     """What `op.execute("CREATE INDEX ...")` (or `sa.text(...)`) creates, as creation keys."""
-    if isinstance(argument, ast.Call) and _called_name(argument) == "text" and argument.args:
+    if isinstance(argument, ast.Call) and called_name(argument) == "text" and argument.args:
         argument = argument.args[0]
     sql = argument.value if isinstance(argument, ast.Constant) and isinstance(argument.value, str) else None
     keys: list[tuple[str, ...]] = []
@@ -248,16 +248,18 @@ def _raw_sql_creates(argument: ast.expr) -> list[tuple[str, ...]]:
     return keys
 
 
-def _called_name(call: ast.Call) -> str | None:
-    func = call.func
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else None
+def called_name(node: ast.expr) -> str | None:
+    """The name a call (or the callee of one) calls: `op.create_table(...)` -> "create_table"."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
 
 
-def _string(node: ast.expr) -> str | None:
+def string_value(node: ast.expr) -> str | None:
     """A string literal, also inside `op.f("...")` / `batch_op.f("...")`."""
-    if isinstance(node, ast.Call) and _called_name(node) == "f" and node.args:
+    if isinstance(node, ast.Call) and called_name(node) == "f" and node.args:
         node = node.args[0]
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
