@@ -81,9 +81,6 @@ def sqlite_blind_spots(metadatas: Iterable[sa.MetaData], locate: Locate) -> list
     return findings
 
 
-
-
-
 def compare_type(context: MigrationContext, inspected_column: sa.Column[Any], metadata_column: sa.Column[Any],
                  inspected_type: sa.types.TypeEngine[Any], metadata_type: sa.types.TypeEngine[Any]
                  ) -> bool | None:
