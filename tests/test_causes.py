@@ -162,6 +162,31 @@ def test_what_the_upgrade_drops_or_renames_on_a_server(project: Project, server:
     check_drops_and_renames(project, result.out)
 
 
+def test_a_column_replaced_by_another_is_no_rename(project: Project) -> None:
+    """A column dropped and another of the same type added are two changes, not a rename: the new
+    column does not hold the old one's values, and renaming it back would not restore them."""
+    path = project.add_revision(DROPS, COMMENTS, """
+        with op.batch_alter_table('post') as batch_op:
+            batch_op.add_column(sa.Column('archived', sa.Integer(), server_default='0', nullable=False))
+            batch_op.drop_column('view_count')
+    """, doc="archived instead of view count")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert f"upgrade of `{DROPS}` drops column `post.view_count`; its downgrade does not restore it" \
+        in result.out
+    assert f"{path}:{project.line_of(path, 'def downgrade')}: roundtrip: downgrade of `{DROPS}` leaves " \
+        "column `post.archived` behind" in result.out
+    assert "renames" not in result.out
+    # a real rename is still said as one
+    added = "batch_op.add_column(sa.Column('archived', sa.Integer(), server_default='0', nullable=False))"
+    project.edit(path, f"        {added}\n        batch_op.drop_column('view_count')",
+                 "        batch_op.alter_column('view_count', new_column_name='archived')")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert (f"upgrade of `{DROPS}` renames column `post.view_count` to `archived`; its downgrade does not "
+            "rename it back") in result.out
+
+
 def test_rows_left_behind_say_what_was_observed(project: Project) -> None:
     # The upgrade inserts only when the row is missing: upgrading again would not trip over it.
     path = project.revision_file(COMMENTS)

@@ -230,7 +230,8 @@ def _own_command(context: MigrationContext) -> Iterator[None]:
 def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snapshot.Snapshot,
              revision: Script, findings: list[Finding]) -> None:
     differences = snapshot.differences(before, back, upgraded)
-    for difference in _causes(differences, snapshot.differences(before, upgraded)):
+    for difference in _causes(differences, snapshot.differences(before, upgraded),
+                              source.renames_columns(revision.path)):
         rule, template = _MESSAGES[difference.kind]
         finding = _finding(
             rule, revision, template.format(rev=revision.revision, what=difference.what,
@@ -245,10 +246,14 @@ def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snaps
         raise _Restart  # re-upgrading on top of a wrong schema would only report the same thing
 
 
-def _causes(differences: list[snapshot.Difference], upgrade: list[snapshot.Difference]
-            ) -> list[snapshot.Difference]:
+def _causes(differences: list[snapshot.Difference], upgrade: list[snapshot.Difference],
+            renames_columns: bool = False) -> list[snapshot.Difference]:
     """The downgrade's differences, with what the upgrade dropped or renamed (and the downgrade did not
-    put back) said as such: the upgrade's doing, not a downgrade that drops what it did not create."""
+    put back) said as such: the upgrade's doing, not a downgrade that drops what it did not create.
+
+    An index or constraint dropped and made again alike under a new name is a rename; a column only
+    when the revision renames one (`renames_columns`): a dropped column and an added one of the same
+    type are two changes, and renaming the new one back would not give the old one's values back."""
     dropped = [d for d in upgrade if d.kind == "missing"]
     left = {d.what for d in differences if d.kind == "extra"}
     made = [d for d in upgrade if d.kind == "extra" and d.what in left]
@@ -257,6 +262,7 @@ def _causes(differences: list[snapshot.Difference], upgrade: list[snapshot.Diffe
         twins = [new for new in made if old.detail is not None and new.detail == old.detail
                  and _label(new) == _label(old) and new.table == old.table
                  and (new.column is None) == (old.column is None)
+                 and (old.column is None or renames_columns)
                  and all(new is not taken for taken in renamed.values())]
         if len(twins) == 1:
             renamed[old.what] = twins[0]

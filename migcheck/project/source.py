@@ -18,7 +18,7 @@ from alembic.operations import ops
 from alembic.script import Script
 from sqlalchemy.orm import Mapper
 
-from migcheck.pyfile import DELETES, read_source
+from migcheck.pyfile import DELETES, read_source, read_source_leniently
 from migcheck.state import rawsql
 from migcheck.usercode import relative
 
@@ -176,6 +176,19 @@ def _created_by(call: ast.Call, batch_table: str | None) -> list[tuple[tuple[str
                 "create_primary_key") and first:
         return [(("constraint", first), call.lineno)]
     return []
+
+
+# alter_column(new_column_name=...); in SQL: RENAME COLUMN, PostgreSQL's RENAME a TO b, MySQL's CHANGE COLUMN
+_RENAMES_COLUMN = re.compile(
+    r"\bnew_column_name\b|\b(?:RENAME|CHANGE)\s+COLUMN\b|\bRENAME\s+(?!TO\b)\S+\s+TO\b", re.IGNORECASE)
+
+
+def renames_columns(path: str) -> bool:
+    """Whether a revision's source may rename a column (an unreadable file: True)."""
+    try:
+        return _RENAMES_COLUMN.search(read_source_leniently(path)) is not None
+    except OSError:
+        return True
 
 
 def deleting_line(path: str, table: str) -> int | None:
