@@ -15,18 +15,11 @@ import pytest
 from conftest import ROOT, Project, Result
 from servers import Server
 
-from migcheck import compat
-
 PG_APP = "tracker:create_app()"
 PG_INITIAL, PG_AUDIT, PG_HEAD = "3c6d0d2b1a10", "8f1e2a7c5b33", "d4b9e0f7a6c2"
 # Before SQLAlchemy 2, psycopg2 reads a UUID column's rows as UUID objects, and the data check's
 # generated rows put them into a column reflected as UUID(as_uuid=False) (project.owner_id ->
 # account.id): migcheck's own code fails, and says env.py did.
-UUID_ROWS = pytest.mark.xfail(
-    not compat.SQLALCHEMY_2, strict=True,
-    reason="#17 §1: generated rows for a UUID foreign key fail before SQLAlchemy 2")
-
-
 def copy_fixture(name: str, tmp_path: Path) -> Project:
     shutil.copytree(ROOT / "tests" / "fixtures" / name, tmp_path,
                     ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
@@ -50,7 +43,6 @@ def tracker(tmp_path: Path) -> Project:
     return copy_fixture("pg_tracker", tmp_path)
 
 
-@UUID_ROWS
 def test_pg_tracker_is_clean(tracker: Project, postgres: Server) -> None:
     """Enums, JSONB + GIN, ARRAY, partial and expression indexes, a sequence, an identity column,
     gen_random_uuid() / now() defaults, CREATE EXTENSION, a second schema, a trigger function,
@@ -59,7 +51,6 @@ def test_pg_tracker_is_clean(tracker: Project, postgres: Server) -> None:
     assert result.code == 0 and findings == [], result.output
 
 
-@UUID_ROWS
 def test_pg_tracker_head_alone_is_clean(tracker: Project, postgres: Server) -> None:
     """The concurrent indexes of the head revision, on a table deployed before it: nothing to say."""
     result, findings = check(tracker, postgres, PG_APP)
@@ -102,7 +93,6 @@ def test_pg_tracker_model_change_without_migration(tracker: Project, postgres: S
     assert found(findings) == [("drift-add-column", models, tracker.line_of(models, "watchers ="))]
 
 
-@UUID_ROWS
 def test_pg_tracker_not_null_column_on_a_table_with_rows(tracker: Project, postgres: Server) -> None:
     path = tracker.add_revision("e5c0ffee0001", PG_HEAD, """\
 with op.batch_alter_table('ticket', schema=None) as batch_op:

@@ -194,11 +194,20 @@ def _foreign_key_values(table: sa.Table, connection: sa.engine.Connection
         if not rows and not nullable:
             what = "itself" if parent == table.name else f"`{parent}`, which has no rows"
             raise _GiveUp(f"its NOT NULL foreign key ({', '.join(local)}) refers to {what}")
-        for position, name in enumerate(local):
-            values = [row[position] for row in rows]
-            found[name] = ([values[n % len(values)] for n in range(ROWS)] if values else [],
+        for position, column in enumerate(fk.columns):
+            values = [_bindable(column, row[position]) for row in rows]
+            found[column.name] = ([values[n % len(values)] for n in range(ROWS)] if values else [],
                            len(rows), nullable)
     return found
+
+
+def _bindable(column: sa.Column[Any], value: Any) -> Any:
+    """A parent's value as the child column takes it: a driver that returns uuid.UUID for a raw
+    query (psycopg2 under SQLAlchemy 1.4) meets a reflected UUID column that binds strings."""
+    if isinstance(value, uuid.UUID) and compat.is_uuid(column.type) and not getattr(
+            column.type, "as_uuid", False):
+        return str(value)
+    return value
 
 
 def _referred(fk: sa.ForeignKeyConstraint) -> tuple[str, list[str]]:
