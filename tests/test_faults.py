@@ -146,3 +146,28 @@ def test_scratch_databases_of_killed_runs_are_dropped(project: Project, server: 
     finally:
         for name in (dead, alive, old_style):
             server.execute(f"DROP DATABASE IF EXISTS {server.quote(name)}")
+
+
+def test_connection_lost_while_migcheck_reads_the_database_is_not_its_bug(project: Project,
+                                                                          postgres: Server) -> None:
+    # After alembic records the revision, another session ends the migrations' connection: the next
+    # statement is migcheck's own (the round trip's snapshot), which then fails.
+    project.add_revision("f00d00000004", HEAD, """
+        connection = op.get_bind()
+        pid = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+
+        ended = []
+
+        def end_it(conn, cursor, statement, parameters, context, executemany):
+            if "alembic_version" in statement and not ended:
+                ended.append(pid)
+                with connection.engine.connect() as other:
+                    other.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+
+        sa.event.listen(connection, "after_cursor_execute", end_it)
+        """)
+    result = project.run("--db-url", postgres.url, "--select", "roundtrip")
+    assert result.code == 2, result.output
+    assert "internal error" not in result.err, result.err
+    assert ("migcheck: error: could not check: the connection to the postgresql server was lost "
+            "(OperationalError: ") in result.err, result.err

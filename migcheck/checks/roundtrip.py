@@ -29,11 +29,11 @@ from alembic.script import Script
 
 from migcheck.checks import data, upgrade
 from migcheck.checks.graph import parents
-from migcheck.databases import checkpoint
+from migcheck.databases import checkpoint, faults
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
-from migcheck.project import Project, source, start
+from migcheck.project import Project, envrun, source, start
 from migcheck.project.envrun import run_env
 from migcheck.pyfile import read_source_leniently
 from migcheck.state import contents, snapshot
@@ -114,7 +114,7 @@ def check(project: Project, already: frozenset[str] = frozenset(),
             # Found while running a revision again without rows: the round-trip finding says it.
             data.drop_suspects(rows)
             marks[0] = project.scratch.dialect in ("sqlite", "postgresql")
-        except InternalError:
+        except (InternalError, faults.CouldNotCheck):
             raise
         except Exception as exc:
             key = (current[0].bind, current[0].step.revision.revision) if current else None
@@ -306,7 +306,7 @@ def _compare_rows(before: contents.Contents, back: contents.Contents, revision: 
 
 def _step_failure(exc: BaseException, current: Step, project: Project) -> Finding:
     revision = current.step.revision
-    upgrade.not_the_migrations(exc, f"the {current.action} of `{revision.revision}`", project)
+    envrun.not_the_migrations(exc, f"the {current.action} of `{revision.revision}`", project)
     where = upgrade.frame_in(exc, revision.path)
     error = upgrade.describe(exc)
     if current.action == "downgrade":

@@ -21,7 +21,7 @@ from migcheck.databases import dialects, faults
 from migcheck.errors import InternalError
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
-from migcheck.project import Project, created, source
+from migcheck.project import Project, created, envrun, source
 from migcheck.project.envrun import run_env
 from migcheck.usercode import calling_line, relative, user_location
 
@@ -66,7 +66,7 @@ def check(project: Project, observers: Sequence[Observer] = (), progress: Progre
 
     try:
         run_env(project, upgrade_to_heads)
-    except InternalError:
+    except (InternalError, faults.CouldNotCheck):
         raise
     except Exception as exc:
         return [failure(exc, current[0] if current else None, project)]
@@ -150,7 +150,7 @@ def observed(step: RevisionStep, context: MigrationContext, observers: Sequence[
 def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> Finding:
     """A finding for a migration step (or env.py) that raised; CouldNotCheck for a fault that is not
     the migrations' (a full disk, no memory, a lost connection)."""
-    not_the_migrations(exc, f"upgrading to `{step.revision.revision}`" if step else "running env.py",
+    envrun.not_the_migrations(exc, f"upgrading to `{step.revision.revision}`" if step else "running env.py",
                        project)
     if step is None:
         path = os.fspath(project.directory / "env.py")
@@ -213,11 +213,6 @@ def _needs_start(exc: BaseException, revision: Script, table: str, where: tuple[
     return Finding(NAME, "upgrade-needs-start", "fatal", message,
                    where[0] if where else relative(revision.path), where[1] if where else None, fix,
                    {"revision": revision.revision, "table": table, "error": describe(exc)})
-
-
-def not_the_migrations(exc: BaseException, doing: str, project: Project) -> None:
-    server = project.scratch.server
-    faults.check(exc, doing, os.fspath(project.scratch.root.parent), server.backend if server else None)
 
 
 def _dangling_reference(exc: BaseException, revision: Script, project: Project) -> Finding | None:

@@ -20,6 +20,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, RevisionStep
 
 from migcheck import compat
+from migcheck.databases import faults
 from migcheck.errors import InternalError
 from migcheck.project import Project
 from migcheck.usercode import is_user_code
@@ -35,9 +36,9 @@ def run_env(project: Project, fn: MigrationsFn, passing: tuple[type[Exception], 
     calls) is an InternalError, also when env.py catches it; `passing` are exceptions `fn` raises
     on purpose to end the run, let through as they are.
     """
-    failed: list[InternalError] = []
-    environment = EnvironmentContext(project.config, project.script, fn=_own_work(fn, passing, failed),
-                                     as_sql=False)
+    failed: list[Exception] = []
+    environment = EnvironmentContext(project.config, project.script,
+                                     fn=_own_work(fn, passing, failed, project), as_sql=False)
     configure = environment.configure
 
     def configure_with_defaults(*args: Any, **kwargs: Any) -> None:
@@ -53,11 +54,12 @@ def run_env(project: Project, fn: MigrationsFn, passing: tuple[type[Exception], 
         raise failed[0]
 
 
-def _own_work(fn: MigrationsFn, passing: tuple[type[Exception], ...], failed: list[InternalError]
-              ) -> MigrationsFn:
+def _own_work(fn: MigrationsFn, passing: tuple[type[Exception], ...], failed: list[Exception],
+              project: Project) -> MigrationsFn:
     """`fn` as alembic calls it: migcheck's code runs between the steps alembic runs (each step
     runs when it is yielded), with no statement of migcheck's prepared on the server (see
-    compat.unprepared), and its failures recorded in `failed` as InternalError."""
+    compat.unprepared), and its failures recorded in `failed` as InternalError (or CouldNotCheck,
+    when the disk, the memory or the server connection failed it)."""
     def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
         walk: Iterator[RevisionStep] | None = None
         try:
@@ -73,7 +75,7 @@ def _own_work(fn: MigrationsFn, passing: tuple[type[Exception], ...], failed: li
                 except Exception as exc:
                     if _raised_in_user_code(exc):  # a callback of env.py's (include_object, ...)
                         raise
-                    failed.append(InternalError(str(exc)))
+                    failed.append(_not_ours(exc, project))
                     raise failed[-1] from exc
                 yield step
         finally:
@@ -82,6 +84,21 @@ def _own_work(fn: MigrationsFn, passing: tuple[type[Exception], ...], failed: li
                 close()
 
     return steps
+
+
+def not_the_migrations(exc: BaseException, doing: str, project: Project) -> None:
+    """Raise faults.CouldNotCheck if `exc` is a fault of the environment (see databases/faults.py)."""
+    server = project.scratch.server
+    faults.check(exc, doing, os.fspath(project.scratch.root.parent), server.backend if server else None)
+
+
+def _not_ours(exc: Exception, project: Project) -> Exception:
+    """What an exception raised in migcheck's own code is: the environment's fault, else migcheck's bug."""
+    try:
+        not_the_migrations(exc, "migcheck read the scratch database", project)
+    except faults.CouldNotCheck as fault:
+        return fault
+    return InternalError(str(exc))
 
 
 def _raised_in_user_code(exc: BaseException) -> bool:
