@@ -373,7 +373,7 @@ def _internal_error(exc: BaseException, verbose: bool) -> int:
     from migcheck.usercode import innermost_code
 
     where, ours = innermost_code(exc)
-    error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    error = f"{type(exc).__name__}: {str(exc).strip()}".rstrip(": ")  # drivers end messages with \n
     if ours or where is None:
         at = f" ({where[0]}:{where[1]})" if where else ""
         _explain(f"internal error in migcheck{at}: {error}. This is a bug in migcheck, not in your "

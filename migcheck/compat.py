@@ -94,6 +94,13 @@ def exec_sql(connection: sa.engine.Connection, statement: str, parameters: Any =
     return legacy.execute(statement, *args)
 
 
+def driver_connection(connection: sa.engine.Connection) -> Any:
+    """The DBAPI driver's own connection under a SQLAlchemy one (`driver_connection` from 2.0 on;
+    before, the pool's proxy holds it as `connection`)."""
+    fairy: Any = connection.connection
+    return getattr(fairy, "driver_connection", None) or getattr(fairy, "connection", None)
+
+
 @contextmanager
 def unprepared(connection: sa.engine.Connection | None) -> Iterator[None]:
     """No server-side prepared statements for what runs on `connection` in the block.
@@ -104,8 +111,7 @@ def unprepared(connection: sa.engine.Connection | None) -> Iterator[None]:
     with "cached plan must not change result type". The other drivers SQLAlchemy uses send each
     statement unprepared (psycopg2, PyMySQL, mysqlclient) or as an unnamed statement (pg8000).
     """
-    fairy: Any = connection.connection if connection is not None else None
-    driver = getattr(fairy, "driver_connection", None) or getattr(fairy, "connection", None)
+    driver = driver_connection(connection) if connection is not None else None
     if driver is None or not hasattr(driver, "prepare_threshold"):
         yield
         return

@@ -267,3 +267,25 @@ def test_rows_hold_the_values_the_model_allows(postgres: Server, project: Projec
     result = project.run("--db-url", postgres.url, "--select", "upgrade,roundtrip,data")
     assert result.code == 0, result.output
     assert "no problems" in result.out
+
+
+# --- revisions that commit on their own --------------------------------------------------------------
+
+@pytest.mark.parametrize("driver", ["default", "psycopg2"])
+def test_revision_that_commits_on_its_own_is_walked(postgres: Server, project: Project, driver: str) -> None:
+    """A data migration that commits after each batch with `op.execute(text("commit"))` (seen in a
+    real project): the server leaves the transaction while psycopg2 still counts itself in it, so a
+    SAVEPOINT that the round trip takes before the next revision would fail. `flask db upgrade`,
+    `downgrade` and `upgrade` pass; migcheck's round trip must too."""
+    project.add_revision("c0ff1e01", COMMENTS, """
+        op.add_column('post', sa.Column('kind', sa.String(20)))
+        op.execute(sa.text("UPDATE post SET kind = 'plain'"))
+        op.execute(sa.text("commit"))
+        """, "op.drop_column('post', 'kind')", doc="backfill in batches")
+    project.add_revision("c0ff1e02", "c0ff1e01", "op.add_column('post', sa.Column('note', sa.Text()))",
+                         "op.drop_column('post', 'note')", doc="note")
+    url = postgres.url if driver == "default" else \
+        postgres.url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    result = project.run("--db-url", url, "--select", "upgrade,roundtrip", "--since", "base", "--no-cache")
+    assert result.code == 0, result.output
+    assert "internal error" not in result.output and "no problems" in result.out

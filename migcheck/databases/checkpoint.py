@@ -8,7 +8,10 @@ MariaDB commit at every DDL statement: no mark there, and the walk rebuilds from
 
 A revision can end the transaction a mark lives in (`op.get_context().autocommit_block()`, a COMMIT
 of its own): then the mark is gone, and `restore` says so instead of failing, since on PostgreSQL
-a failed statement would abort the migrations' transaction. These three functions are the walk's
+a failed statement would abort the migrations' transaction. After a revision's own
+`op.execute("commit")`, psycopg2 still counts itself in a transaction and sends no BEGIN: the
+statements that follow run outside any, where a savepoint cannot be taken, so no mark is taken
+there (the walk rebuilds instead, as on MySQL). These three functions are the walk's
 only way back; another way (e.g. a clone of a server database kept per revision) fits behind them.
 """
 
@@ -20,6 +23,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from migcheck import compat
+
 _NAME = "migcheck_before_revision"
 _TRANSACTIONAL = ("sqlite", "postgresql")
 
@@ -30,7 +35,7 @@ class Mark(NamedTuple):
 
 def take(connection: sa.engine.Connection) -> Mark | None:
     """A mark of the state now, or None where rolling back would not undo DDL."""
-    if connection.dialect.name not in _TRANSACTIONAL:
+    if connection.dialect.name not in _TRANSACTIONAL or _outside_transaction(connection):
         return None
     _run(connection, f"SAVEPOINT {_NAME}")  # on SQLite outside a transaction, it starts one
     return Mark(_transaction(connection))
@@ -62,6 +67,8 @@ def _transaction(connection: sa.engine.Connection) -> Any:
     savepoint that a COMMIT and a new BEGIN took away fails alone there, see restore)."""
     if connection.dialect.name == "sqlite":
         return bool(connection.connection.in_transaction)
+    if _outside_transaction(connection):
+        return None  # no mark's: take() takes none there
     cursor = connection.connection.cursor()
     try:
         cursor.execute("SELECT now()")  # the transaction's start time: a later one has a later one
@@ -69,6 +76,13 @@ def _transaction(connection: sa.engine.Connection) -> Any:
         return row[0] if row else None
     finally:
         cursor.close()
+
+
+def _outside_transaction(connection: sa.engine.Connection) -> bool:
+    """Whether the server is outside a transaction block although the driver may not know it
+    (psycopg2 and psycopg 3 tell the server's own status, IDLE being 0; other drivers: assumed in)."""
+    info = getattr(compat.driver_connection(connection), "info", None)
+    return getattr(info, "transaction_status", None) == 0
 
 
 def _run(connection: sa.engine.Connection, statement: str) -> None:
