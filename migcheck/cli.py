@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from migcheck import __version__
 from migcheck.checks import CHECKS, TARGETS
-from migcheck.errors import InternalError, UsageError
+from migcheck.errors import InternalError, Terminated, UsageError
 from migcheck.report import FORMATS
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def use_color(choice: str, stream: Any) -> bool:
 
 
 def _terminate(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)  # unwinds, so the scratch area is removed
+    raise Terminated(128 + signum)  # unwinds, so the scratch area is removed
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Factory | None = None) -> int:

@@ -12,6 +12,15 @@ class InternalError(Exception):
     never as the user's env.py, revision or app failing."""
 
 
+class Terminated(SystemExit):
+    """migcheck stopped by a signal: unwinds the run, so that the scratch area is removed."""
+
+
+class ProjectExit(Exception):
+    """The project's code (a revision, env.py, a helper they call) called exit() or sys.exit():
+    `flask db upgrade` stops there, so it is a failure of the step that ran, not the end of migcheck."""
+
+
 class Refused(UsageError):
     """migcheck refused what the user's code asked for; the message names the line that asked.
     Raised again at the end of the run when that code caught it and went on."""

@@ -83,3 +83,20 @@ def test_alembic_ini_logging_stays_quiet_and_writes_no_file(project: Project) ->
     result = project.run()
     assert result.code == 0 and result.err == "", result.output
     assert not (project.path / "migrations.log").exists()
+
+
+def test_revision_that_calls_exit_is_an_upgrade_failure(project: Project) -> None:
+    # redash's base revision prints "please run: ./manage.py db stamp ..." and calls exit() when the
+    # columns it adds exist already. `flask db upgrade` stops there (exit 0, nothing done); migcheck
+    # must not stop silently with exit 0 and no report.
+    project.add_revision("e817e817", "e9e549eb0d5f", """
+        op.add_column('post', sa.Column('is_draft', sa.Boolean()))
+        print("Can't run this migration, please run: ./manage.py db stamp e817e817")
+        exit()
+        """, "op.drop_column('post', 'is_draft')", doc="is draft")
+    path = project.revision_file("e817e817")
+    result = project.run("--no-cache")
+    assert result.code == 1, result.output
+    assert (f"{path}:{project.line_of(path, 'exit()')}: upgrade: upgrade to `e817e817` (is draft) failed: "
+            "exit() was called (SystemExit: None)") in result.out
+    assert "internal error" not in result.output

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
 from migcheck.databases import dialects, faults
-from migcheck.errors import InternalError
+from migcheck.errors import InternalError, ProjectExit
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
 from migcheck.project import Project, created, envrun, source
@@ -269,6 +269,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
         # PostgreSQL adds the statement with a caret under the error; the finding shows the statement.
         return f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}"
+    if isinstance(exc, ProjectExit):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 

@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext, RevisionStep
 
 from migcheck import compat
 from migcheck.databases import faults
-from migcheck.errors import InternalError
+from migcheck.errors import InternalError, ProjectExit, Terminated
 from migcheck.project import Project
 from migcheck.usercode import is_user_code
 
@@ -34,7 +34,8 @@ def run_env(project: Project, fn: MigrationsFn, passing: tuple[type[Exception], 
 
     `fn` is migcheck's own code: an exception raised in it (not in a callback of the user's it
     calls) is an InternalError, also when env.py catches it; `passing` are exceptions `fn` raises
-    on purpose to end the run, let through as they are.
+    on purpose to end the run, let through as they are. An exit() that env.py or a revision calls
+    is a ProjectExit, which the checks report as the step failing.
     """
     failed: list[Exception] = []
     environment = EnvironmentContext(project.config, project.script,
@@ -48,8 +49,14 @@ def run_env(project: Project, fn: MigrationsFn, passing: tuple[type[Exception], 
 
     # An instance attribute, because alembic's `context` module proxies exactly this class.
     environment.configure = configure_with_defaults  # type: ignore[method-assign]
-    with _checked_file_config(), environment:
-        project.script.run_env()
+    try:
+        with _checked_file_config(), environment:
+            project.script.run_env()
+    except Terminated:
+        raise
+    except SystemExit as exc:  # the traceback kept, so the finding points at the exit() call
+        raise ProjectExit(f"exit() was called (SystemExit: {exc.code})").with_traceback(
+            exc.__traceback__) from None
     if failed:  # env.py caught it and went on
         raise failed[0]
 
