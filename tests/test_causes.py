@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Project
+from conftest import Project, Result
 from servers import Server
 
 COMMENTS = "e9e549eb0d5f"  # creates the comment table and two indexes
@@ -282,9 +282,10 @@ def test_drift_points_at_the_raw_sql_revision_on_a_server(project: Project, serv
     assert f"{path}:{line}: drift: index `ix_post_title` on `post` (title)" in result.out, result.out
 
 
-def dangling_foreign_key(project: Project) -> tuple[str, str]:
-    """A revision creates a foreign key to a table no revision creates (SQLite accepts it); a later
-    revision then fails over the missing table."""
+def dangling_foreign_key(project: Project, created_later: bool) -> tuple[str, str]:
+    """A revision creates a foreign key to a table that no revision before it creates (SQLite accepts
+    it); a later revision then fails over the missing table. With `created_later`, a revision after
+    those creates the table; otherwise none does."""
     first = project.add_revision("da0000000001", COMMENTS, """
         op.create_table('badge', sa.Column('id', sa.Integer(), primary_key=True),
                         sa.Column('kind_id', sa.Integer(), sa.ForeignKey('badge_kind.id')))
@@ -292,6 +293,10 @@ def dangling_foreign_key(project: Project) -> tuple[str, str]:
     later = project.add_revision("da0000000002", "da0000000001", """
         op.execute("INSERT INTO badge (kind_id) VALUES (1)")
     """, "op.execute('DELETE FROM badge')", "first badge")
+    if created_later:
+        project.add_revision("da0000000003", "da0000000002", """
+            op.create_table('badge_kind', sa.Column('id', sa.Integer(), primary_key=True))
+        """, "op.drop_table('badge_kind')", "badge kinds")
     # The app turns on SQLite's foreign keys, as many do: now the missing table matters.
     project.append("sample_app/extensions.py", """
 
@@ -310,21 +315,40 @@ def _foreign_keys_on(connection, record):
 
 
 def test_dangling_foreign_key_is_blamed_where_it_is_made(project: Project) -> None:
-    first, _ = dangling_foreign_key(project)
+    first, _ = dangling_foreign_key(project, created_later=True)
     result = project.run("--select", "upgrade")
     assert result.code == 1, result.output
     line = project.line_of(first, "sa.ForeignKey('badge_kind.id')")
     assert (f"{first}:{line}: upgrade: upgrade to `da0000000002` (first badge) failed: OperationalError: "
             "no such table: main.badge_kind: revision `da0000000001` made a foreign key to `badge_kind`, "
-            "which no revision before it creates") in result.out, result.out
+            "which only a later revision creates") in result.out, result.out
     assert "--db-url" in result.out
 
 
 def test_dangling_foreign_key_fails_where_it_is_made_on_a_server(project: Project, server: Server) -> None:
-    first, _ = dangling_foreign_key(project)
+    first, _ = dangling_foreign_key(project, created_later=True)
     result = project.run("--select", "upgrade", "--db-url", server.url)
-    # The server refuses the foreign key where it is made (PostgreSQL: the history does not start from
-    # an empty database, as far as migcheck can tell; MariaDB: it cannot open the referenced table).
-    assert result.code in (1, 2), result.output
-    assert f"{first}:" in result.out and "upgrade to `da0000000001` (badges)" in result.out, result.out
+    # The server refuses the foreign key where it is made: an upgrade error there, as on SQLite.
+    assert result.code == 1, result.output
+    assert f"{first}:" in result.out and "upgrade to `da0000000001` (badges) failed" in result.out, \
+        result.output
     assert "da0000000002" not in result.out
+
+
+def assert_needs_start(project: Project, first: str, result: Result) -> None:
+    assert result.code == 2, result.output
+    assert (f"{first}:" in result.out and "upgrade to `da0000000001` (badges) acts on table `badge_kind`, "
+            "which no revision creates") in result.out, result.output
+    assert "start_from" in result.out
+
+
+def test_foreign_key_to_a_table_no_revision_creates_needs_a_start(project: Project) -> None:
+    first, _ = dangling_foreign_key(project, created_later=False)
+    assert_needs_start(project, first, project.run("--select", "upgrade"))
+
+
+def test_foreign_key_to_a_table_no_revision_creates_needs_a_start_on_a_server(project: Project,
+                                                                              server: Server) -> None:
+    """The servers refuse the key where it is made; every database says the same thing."""
+    first, _ = dangling_foreign_key(project, created_later=False)
+    assert_needs_start(project, first, project.run("--select", "upgrade", "--db-url", server.url))

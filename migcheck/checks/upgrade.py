@@ -178,7 +178,8 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
                                      "the transaction: current transaction is aborted)")
     exc = real
     where = frame_in(exc, revision.path) or (user_location(exc) if caught else None)  # maybe an older file
-    table = dialects.missing_table(exc)
+    table = dialects.missing_table(exc) or next(
+        (t for t in dialects.referenced_tables(exc) if not created.creators(project.scripts, t)), None)
     if table is not None and not created.creators(project.scripts, table):
         return _needs_start(exc, revision, table, where, project)
     statement = getattr(exc, "statement", None)
@@ -228,11 +229,14 @@ def _dangling_reference(exc: BaseException, revision: Script, project: Project) 
         return None  # created (and maybe dropped since): not a dangling reference
     for script in earlier:
         line = source.foreign_key_to(script.path, table)
+        if line is not None and not created.creators(project.scripts, table):
+            # as PostgreSQL and MySQL say at that revision: the history needs a starting schema
+            return _needs_start(exc, script, table, (relative(script.path), line), project)
         if line is not None:
             return Finding(
                 NAME, "upgrade-dangling-foreign-key", "error",
                 f"upgrade to `{revision.revision}` ({revision.doc}) failed: {describe(exc)}: revision "
-                f"`{script.revision}` made a foreign key to `{table}`, which no revision before it "
+                f"`{script.revision}` made a foreign key to `{table}`, which only a later revision "
                 "creates (SQLite accepted it there; PostgreSQL and MySQL refuse it)",
                 relative(script.path), line,
                 f"create `{table}` before the foreign key refers to it, or refer to the right table (if "

@@ -194,6 +194,11 @@ _MISSING_TABLE = re.compile(
     r"(?:Table|Unknown table) '(?:[^'.]+\.)?(?P<mysql>[^']+)'(?: doesn't exist)?")
 
 
+# MySQL/MariaDB refuse a foreign key to a missing table without naming it (errno 150 of error 1005)
+_BAD_FOREIGN_KEY = re.compile(r"errno: 150\b|Failed to open the referenced table")
+_REFERENCES = re.compile(r"\bREFERENCES\s+(?:[`\"]?\w+[`\"]?\.)?[`\"]?(\w+)[`\"]?", re.IGNORECASE)
+
+
 def missing_table(exc: BaseException) -> str | None:
     """The table a failed statement (or a batch operation's reflection) found missing, if that is
     why it failed."""
@@ -203,3 +208,11 @@ def missing_table(exc: BaseException) -> str | None:
         return None
     match = _MISSING_TABLE.search(str(exc.orig))
     return next((name for name in match.groups() if name), None) if match else None
+
+
+def referenced_tables(exc: BaseException) -> list[str]:
+    """The tables a foreign key that MySQL/MariaDB refused refers to (the error does not say which
+    one is missing, so the caller decides)."""
+    if not isinstance(exc, sa.exc.DBAPIError) or not _BAD_FOREIGN_KEY.search(str(exc.orig)):
+        return []
+    return _REFERENCES.findall(str(exc.statement or ""))
