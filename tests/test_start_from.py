@@ -251,3 +251,22 @@ DELIMITER ;
     result = project.run("--db-url", mysql.url, "--start-from", "seed/{dialect}.sql")
     assert result.code == 0, result.output
     assert "on the schema from seed/mysql.sql" in result.out
+
+
+def test_a_missing_constraint_of_a_table_the_start_creates_is_an_upgrade_failure(postgres: Server,
+                                                                                 project: Project) -> None:
+    # lemur drops `certificates_name_key1`, a duplicate constraint only its production databases
+    # have: PostgreSQL says `constraint "..." of relation "certificates" does not exist`, which is
+    # not a table missing from the starting schema.
+    legacy_history(project)
+    project.write("seed.sql", SEED)
+    path = project.add_revision("d20b0c01", "e9e549eb0d5f",
+                                "op.drop_constraint('token_value_key1', 'token', type_='unique')",
+                                doc="drop duplicate key")
+    result = project.run("--start-from", "seed.sql", "--db-url", postgres.url, "--select", "upgrade",
+                         "--no-cache")
+    assert result.code == 1, result.output
+    assert (f"{path}:{project.line_of(path, 'op.drop_constraint')}: upgrade: upgrade to `d20b0c01` "
+            "(drop duplicate key) failed: UndefinedObject: constraint \"token_value_key1\" of relation "
+            "\"token\" does not exist") in result.out
+    assert "starting schema" not in result.out

@@ -189,7 +189,8 @@ def _dialect_module(name: str) -> ModuleType:
 # a sequence) that does not exist.
 _MISSING_TABLE = re.compile(
     r"no such table: (?:\w+\.)?(?P<sqlite>[^\s,]+)|"  # SQLite
-    r"(?:relation|table) \"(?:[^\"]+\.)?(?P<postgresql>[^\"]+)\" does not exist|"  # PostgreSQL
+    # PostgreSQL; not `constraint "c" of relation "t" does not exist` (or column): the table is there
+    r"(?<!of )(?:relation|table) \"(?:[^\"]+\.)?(?P<postgresql>[^\"]+)\" does not exist|"
     # MySQL/MariaDB: 1146, 1051
     r"(?:Table|Unknown table) '(?:[^'.]+\.)?(?P<mysql>[^']+)'(?: doesn't exist)?")
 
