@@ -45,7 +45,7 @@ op.execute("DROP TABLE filler")
         result = project.run("--no-cache")
     assert result.code == 2, result.output
     assert "upgrade-failed" not in result.output and f"{path}:" not in result.out
-    assert result.err.startswith("migcheck: error: could not check: the disk under migcheck's scratch "
+    assert result.error.startswith("migcheck: error: could not check: the disk under migcheck's scratch "
                                  f"databases ({project.tmp}) is full"), result.err
     assert "database or disk is full" in result.err
     assert "not a problem of your migrations" in result.err
@@ -55,7 +55,7 @@ def test_out_of_memory_is_not_the_revisions_fault(project: Project) -> None:
     project.add_revision("f00d00000002", HEAD, "bytearray(1 << 50)  # a petabyte")
     result = project.run("--no-cache")
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: could not check: out of memory"), result.err
+    assert result.error.startswith("migcheck: error: could not check: out of memory"), result.err
     assert "MemoryError" in result.err
 
 
@@ -63,7 +63,7 @@ def test_lost_server_connection_is_not_the_revisions_fault(project: Project, pos
     project.add_revision("f00d00000003", HEAD, 'op.execute("SELECT pg_terminate_backend(pg_backend_pid())")')
     result = project.run("--db-url", postgres.url)
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: could not check: the connection to the postgresql "
+    assert result.error.startswith("migcheck: error: could not check: the connection to the postgresql "
                                  "server was lost"), result.err
 
 

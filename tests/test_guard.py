@@ -131,7 +131,7 @@ def _refused(project: Project, driver_name: str, door: str, *args: str) -> None:
         assert aim.untouched(), f"the {driver_name} connection got through: {result.output}"
     assert result.code == 2, result.output
     assert result.out == ""
-    assert result.err.startswith("migcheck: error: Refused a connection to the "), result.err
+    assert result.error.startswith("migcheck: error: Refused a connection to the "), result.err
     assert result.err.endswith(f"It happens at {path}:{line}.\n"), result.err
 
 
@@ -302,7 +302,7 @@ c.execute("CREATE TABLE {table} (id INTEGER)"); c.commit()
     finally:
         postgres.execute(f"DROP TABLE IF EXISTS {table}")
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: Refused a connection to the postgresql database "
+    assert result.error.startswith("migcheck: error: Refused a connection to the postgresql database "
                                  f"'postgres' on {url.host}:{url.port}"), result.err
 
 
@@ -451,7 +451,7 @@ c = psycopg.connect("postgresql://{url.username}@{url.host}:{url.port}/{name}")
         result = project.run()
         assert postgres.tables(name) == [], result.output
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: Refused a connection to the postgresql database"), \
+    assert result.error.startswith("migcheck: error: Refused a connection to the postgresql database"), \
         result.err
 
 
@@ -471,7 +471,7 @@ os_.waitpid(child, 0)
     result = project.run()
     assert not (project.path / "prod.db").exists(), result.output
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: Refused a connection to the sqlite database 'prod.db'")
+    assert result.error.startswith("migcheck: error: Refused a connection to the sqlite database 'prod.db'")
     assert result.err.endswith(f"It happens at sample_app/__init__.py:"
                                f"{project.line_of('sample_app/__init__.py', 'c = ')}.\n"), result.err
 
@@ -490,7 +490,7 @@ op.execute("UPDATE post SET title = title")
         result = project.run("--db-url", postgres.url)
         assert postgres.tables(other) == [], result.output
     assert result.code == 2, result.output
-    assert result.err.startswith("migcheck: error: Refused CREATE EXTENSION dblink on the scratch "
+    assert result.error.startswith("migcheck: error: Refused CREATE EXTENSION dblink on the scratch "
                                  "database"), result.err
     assert result.err.endswith(f"It happens at {path}:{project.line_of(path, 'dblink')}.\n"), result.err
 
