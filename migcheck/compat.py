@@ -101,6 +101,25 @@ def driver_connection(connection: sa.engine.Connection) -> Any:
     return getattr(fairy, "driver_connection", None) or getattr(fairy, "connection", None)
 
 
+def outside_transaction(connection: sa.engine.Connection) -> bool:
+    """Whether the server is outside a transaction block although the driver may not know it: after
+    a revision's own `op.execute("commit")`, psycopg2 sends no BEGIN, and a SAVEPOINT fails
+    (psycopg2 and psycopg 3 tell the server's status, IDLE being 0; other drivers: assumed inside)."""
+    info = getattr(driver_connection(connection), "info", None)
+    return getattr(info, "transaction_status", None) == 0
+
+
+@contextmanager
+def savepoint(connection: sa.engine.Connection) -> Iterator[None]:
+    """A savepoint around what may fail; outside a transaction block each statement is its own
+    transaction, so a failed one leaves nothing behind without it."""
+    if outside_transaction(connection):
+        yield
+        return
+    with connection.begin_nested():
+        yield
+
+
 @contextmanager
 def unprepared(connection: sa.engine.Connection | None) -> Iterator[None]:
     """No server-side prepared statements for what runs on `connection` in the block.

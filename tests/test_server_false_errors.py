@@ -289,3 +289,27 @@ def test_revision_that_commits_on_its_own_is_walked(postgres: Server, project: P
     result = project.run("--db-url", url, "--select", "upgrade,roundtrip", "--since", "base", "--no-cache")
     assert result.code == 0, result.output
     assert "internal error" not in result.output and "no problems" in result.out
+
+
+def test_rows_are_generated_after_a_revision_that_commits_on_its_own(postgres: Server,
+                                                                    project: Project) -> None:
+    """After the revision's own COMMIT (psycopg2), the rows of a table created later are still
+    generated, so a NOT NULL column added to it without a default is the data error it is."""
+    project.add_revision("c0ff1e01", COMMENTS, """
+        op.add_column('post', sa.Column('kind', sa.String(20)))
+        op.execute(sa.text("commit"))
+        """, "op.drop_column('post', 'kind')", doc="commits")
+    project.add_revision("c0ff1e02", "c0ff1e01",
+                         "op.create_table('label_set', sa.Column('id', sa.Integer(), primary_key=True))",
+                         "op.drop_table('label_set')", doc="label set")
+    path = project.add_revision(
+        "c0ff1e03", "c0ff1e02",
+        "op.add_column('label_set', sa.Column('label', sa.String(20), nullable=False))",
+        "op.drop_column('label_set', 'label')", doc="label set label")
+    url = postgres.url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    result = project.run("--db-url", url, "--select", "upgrade,roundtrip,data", "--since", "base",
+                         "--no-cache")
+    assert result.code == 1, result.output
+    assert f"{path}:{project.line_of(path, 'op.add_column')}: data: upgrade of `c0ff1e03` fails when " \
+        "`label_set` has rows" in result.out
+    assert "SAVEPOINT" not in result.output and "internal error" not in result.output

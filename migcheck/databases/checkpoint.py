@@ -35,7 +35,7 @@ class Mark(NamedTuple):
 
 def take(connection: sa.engine.Connection) -> Mark | None:
     """A mark of the state now, or None where rolling back would not undo DDL."""
-    if connection.dialect.name not in _TRANSACTIONAL or _outside_transaction(connection):
+    if connection.dialect.name not in _TRANSACTIONAL or compat.outside_transaction(connection):
         return None
     _run(connection, f"SAVEPOINT {_NAME}")  # on SQLite outside a transaction, it starts one
     return Mark(_transaction(connection))
@@ -67,7 +67,7 @@ def _transaction(connection: sa.engine.Connection) -> Any:
     savepoint that a COMMIT and a new BEGIN took away fails alone there, see restore)."""
     if connection.dialect.name == "sqlite":
         return bool(connection.connection.in_transaction)
-    if _outside_transaction(connection):
+    if compat.outside_transaction(connection):
         return None  # no mark's: take() takes none there
     cursor = connection.connection.cursor()
     try:
@@ -76,13 +76,6 @@ def _transaction(connection: sa.engine.Connection) -> Any:
         return row[0] if row else None
     finally:
         cursor.close()
-
-
-def _outside_transaction(connection: sa.engine.Connection) -> bool:
-    """Whether the server is outside a transaction block although the driver may not know it
-    (psycopg2 and psycopg 3 tell the server's own status, IDLE being 0; other drivers: assumed in)."""
-    info = getattr(compat.driver_connection(connection), "info", None)
-    return getattr(info, "transaction_status", None) == 0
 
 
 def _run(connection: sa.engine.Connection, statement: str) -> None:

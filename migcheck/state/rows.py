@@ -72,7 +72,7 @@ def populate(connection: sa.engine.Connection, tables: list[str], domains: Domai
             skipped.append(Skipped(table.name, str(exc)))
             continue
         try:
-            with connection.begin_nested():
+            with compat.savepoint(connection):
                 connection.execute(*_insert(table, rows))
         except sa.exc.DBAPIError as exc:  # a CHECK constraint, a trigger: not the migration's fault
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
@@ -186,7 +186,7 @@ def _foreign_key_values(table: sa.Table, connection: sa.engine.Connection
             query = (f"SELECT {', '.join(quote(c) for c in remote)} FROM {quote(parent)} "
                      f"ORDER BY {', '.join(quote(c) for c in remote)}")
             try:
-                with connection.begin_nested():  # a parent in another schema or database
+                with compat.savepoint(connection):  # a parent in another schema or database
                     rows = [tuple(r) for r in connection.execute(sa.text(query)).fetchall()
                             if all(v is not None for v in r)]
             except sa.exc.DBAPIError:
@@ -265,7 +265,7 @@ def _column_checks(connection: sa.engine.Connection, table: str) -> list[str]:
     query = sa.text("SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
                     " WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :name")
     try:
-        with connection.begin_nested():
+        with compat.savepoint(connection):
             return [str(text) for (text,) in connection.execute(query, {"name": table})]
     except sa.exc.DBAPIError:  # MySQL: no TABLE_NAME there (and its JSON type is a JSON type)
         return []
