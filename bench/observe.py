@@ -19,15 +19,14 @@ import argparse
 import datetime
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import docsection
 from generate import APP, generate
 from run import ROOT, base_env, machine
+from safety import timed
 
 DOC = ROOT / "docs" / "benchmarks.md"
 HEADING = "## The cost of observing operations on PostgreSQL"
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
         for round_ in range(args.repeat + 1):  # round 0 warms up, untimed
             for observed, command in variants.items():
-                cpu, wall = _timed(command, layout.root, env)
+                cpu, wall = timed(command, layout.root, env, exits=(0, 1))
                 if round_:
                     times[observed].append((cpu, wall))
                     print(f"  [{round_}/{args.repeat}] {'observed' if observed else 'predicted'}: "
@@ -66,20 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         docsection.write(DOC, "observe", section)
     return 0
-
-
-def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """CPU seconds (user + system, children included) and wall seconds of one run (exit 0 or 1)."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(argv)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
-    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
 
 
 def _section(args: argparse.Namespace, times: dict[bool, list[tuple[float, float]]]) -> str:
