@@ -238,6 +238,16 @@ def metadatas(db: Any) -> list[sa.MetaData]:
     return [db.metadata]
 
 
+def bind_metadata(db: Any, bind: str | None) -> str | None:
+    """The expression for the MetaData of `bind`'s models alone, or None where there is none:
+    Flask-SQLAlchemy 2.x keeps every bind's tables in its one `db.metadata`."""
+    if hasattr(db, "metadatas"):
+        return f"db.metadatas[{bind!r}]"
+    if bind is None and not any(key for key, _ in bound_tables(db)):
+        return "db.metadata"
+    return None
+
+
 def bound_tables(db: Any) -> list[tuple[str | None, sa.Table]]:
     """(bind key, table) for every table of the db.
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
-from conftest import Project, Result
+import flask_sqlalchemy
+from conftest import ROOT, Project, Result
 from servers import Server
 
 COMMENTS = "e9e549eb0d5f"  # creates the comment table and two indexes
@@ -65,6 +68,31 @@ def test_env_py_with_the_wrong_metadata_on_a_server(project: Project, server: Se
     wrong_metadata(project)
     result = project.run("--select", "drift", "--db-url", server.url)
     check_wrong_metadata(project, result.out, result.code)
+
+
+def test_env_py_handing_a_bind_the_default_metadata_names_that_binds(tmp_path: Path) -> None:
+    """The fix names the bind's own MetaData (db.metadata holds every bind's tables on 2.x)."""
+    shutil.copytree(ROOT / "tests" / "fixtures" / "multibind", tmp_path,
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    shop = Project(tmp_path)
+    shop.edit("migrations/env.py", "target_metadata=get_metadata(name),\n                **conf_args",
+              "target_metadata=get_metadata(''),\n                **conf_args")
+    result = shop.run("--select", "drift", app="shop:create_app()",
+                      env={"AUDIT_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.sqlite'}"})
+    assert result.code == 1, result.output
+    [found] = [line for line in result.out.splitlines() if "drift: env.py hands" in line]
+    line = shop.line_of("migrations/env.py", "target_metadata=get_metadata('')")
+    assert found.startswith(f"migrations/env.py:{line}: drift: env.py hands autogenerate `get_metadata('')` "
+                            "(1 table: `product`), not ")
+    assert "1 table that models define (`audit_event`) look removed" in found
+    if hasattr(flask_sqlalchemy.SQLAlchemy(), "metadatas"):  # 3.x: a MetaData per bind
+        assert "the MetaData the models of bind `audit` use (`db.metadatas['audit']`)" in found
+        assert "fix: hand bind `audit` `db.metadatas['audit']`" in result.out
+    else:
+        assert ("a MetaData of the models of bind `audit` alone (`db.metadata` holds every bind's "
+                "tables)") in found
+        assert "fix: hand bind `audit` a MetaData of its own tables" in result.out
+    assert "db.metadatas[None]" not in result.out and "`db.metadata`)" not in result.out
 
 
 SETTINGS = "5e771a000001"

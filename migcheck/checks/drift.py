@@ -99,7 +99,8 @@ def _findings(project: Project, differences: list[Difference]) -> list[Finding]:
     created = source.creation_locations(reversed(list(project.script.walk_revisions())))
     models = compat.metadatas(project.db)
     misplaced = [d for d in differences if _defined_by_models(d, models)]
-    findings = [_wrong_metadata(project, misplaced)] if misplaced else []
+    findings = [_wrong_metadata(project, [d for d in misplaced if d.bind == bind])
+                for bind in dict.fromkeys(d.bind for d in misplaced)]
     options = _option_changes(differences)
     for removed, added, changed in options:
         findings.append(_option_finding(project, mappers, removed, added, changed))
@@ -191,9 +192,10 @@ def _defined_by_models(difference: Difference, models: list[sa.MetaData]) -> boo
 
 
 def _wrong_metadata(project: Project, misplaced: list[Difference]) -> Finding:
-    """One finding for every removal of what the models define: the cause is env.py's target_metadata."""
+    """One finding for every removal of what a bind's models define: the cause is env.py's target_metadata."""
     env = os.fspath(project.directory / "env.py")
     line, expression = _target_metadata_line(env)
+    bind = misplaced[0].bind
     tables = sorted({table for d in misplaced for table in [_table_of(d.diff)] if table})
     given = sorted({t for d in misplaced for metadata in d.target for t in metadata.tables})
     handed = f"`{expression}`" if expression else "a MetaData"
@@ -202,21 +204,28 @@ def _wrong_metadata(project: Project, misplaced: list[Difference]) -> Finding:
              if given else "no tables")
     shown = ", ".join(f"`{t}`" for t in tables[:8])
     shown += f" and {len(tables) - 8} more" if len(tables) > 8 else ""
+    models = compat.bind_metadata(project.db, bind)
+    of_bind = f" of bind `{bind}`" if bind is not None else ""
+    if models is not None:
+        wanted = f"the MetaData the models{of_bind} use (`{models}`)"
+    else:  # Flask-SQLAlchemy 2.x with binds: db.metadata holds the other binds' tables too
+        wanted = f"a MetaData of the models{of_bind} alone (`db.metadata` holds every bind's tables)"
+    if bind is None and models is not None:
+        fix = f"set target_metadata to `{models}` (Flask-Migrate's env.py does it with get_metadata())"
+    else:
+        fix = (f"hand {f'bind `{bind}`' if bind is not None else 'the default bind'} "
+               f"{f'`{models}`' if models else 'a MetaData of its own tables'} (Flask-Migrate's "
+               "multi-database env.py hands each bind `get_metadata(name)`)")
     return Finding(
         NAME, "drift-wrong-metadata", "error",
-        f"env.py hands autogenerate {handed} ({holds}), not the MetaData the models use "
-        f"(`{_models_metadata(project)}`): {len(tables)} table{'' if len(tables) == 1 else 's'} that "
-        f"models define ({shown}) look removed to `flask db migrate` and `flask db check`",
+        f"env.py hands autogenerate {handed} ({holds}), not {wanted}: {len(tables)} "
+        f"table{'' if len(tables) == 1 else 's'} that models define ({shown}) look removed to "
+        "`flask db migrate` and `flask db check`",
         relative(env), line,
-        f"set target_metadata to `{_models_metadata(project)}` (Flask-Migrate's env.py does it with "
-        "get_metadata()); do not run `flask db migrate` before that: it would write drop_table for "
-        "these tables and their data would be lost",
-        {"bind": misplaced[0].bind, "tables": tables},
+        f"{fix}; do not run `flask db migrate` before that: it would write drop_table for these "
+        "tables and their data would be lost",
+        {"bind": bind, "tables": tables},
     )
-
-
-def _models_metadata(project: Project) -> str:
-    return "db.metadatas[None]" if hasattr(project.db, "metadatas") else "db.metadata"
 
 
 def _table_of(diff: tuple[Any, ...]) -> str | None:
