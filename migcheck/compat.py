@@ -142,6 +142,18 @@ def unprepared(connection: sa.engine.Connection | None) -> Iterator[None]:
         driver.prepare_threshold = threshold
 
 
+def backend_pid(dbapi_connection: Any) -> int | None:
+    """The server's id for a driver's connection, as the driver knows it without a round trip
+    (psycopg 3 and psycopg2 2.8+: `info.backend_pid`; older psycopg2: `get_backend_pid()`; PyMySQL
+    and mysqlclient: `thread_id()`); None for a driver that does not say."""
+    pid = getattr(getattr(dbapi_connection, "info", None), "backend_pid", None)
+    for name in ("get_backend_pid", "thread_id"):
+        ask = getattr(dbapi_connection, name, None)
+        if pid is None and callable(ask):
+            pid = ask()
+    return pid if isinstance(pid, int) else None
+
+
 def commit(connection: sa.engine.Connection) -> None:
     """Commit what was run on a connection from `engine.connect()`: 1.4's future and 2.x connections
     begin a transaction by themselves and need it; 1.3/1.4 legacy ones committed each statement."""

@@ -57,6 +57,13 @@ _RULES = (
          "A revision's upgrade() raised while upgrading an empty database from base to head.",
          "Fix the revision so that `flask db upgrade` runs from an empty database (on SQLite, "
          "wrap ALTERs in `op.batch_alter_table`)."),
+    Rule("upgrade-self-deadlock", "upgrade", "error",
+         "On a --db-url server: a revision ran a statement through another connection than the "
+         "migration's (the app's `db.session` or engine) that waited for a lock the migration's own "
+         "transaction holds (e.g. after an ALTER TABLE): `flask db upgrade` hangs there forever. "
+         "migcheck cancels the statement after a second and reports it.",
+         "Run the statement on the migration's own connection: `op.get_bind().execute(...)` (or "
+         "`op.execute`) instead of `db.session` / `db.engine`."),
     Rule("upgrade-needs-start", "upgrade", "fatal",
          "A revision acts on a table that no revision creates: the history does not start from an "
          "empty database (installs ran `db.create_all()` and `stamp head`, or old revisions were "

@@ -123,7 +123,8 @@ def check(project: Project, already: frozenset[str] = frozenset(),
                 done.discard(key)
                 findings[:] = [f for f in findings if f.check != NAME
                                or f.details.get("revision") != key[1]]
-            elif key and data.suspect(rows, key, current[0].action, exc, current[0].step, project):
+            elif key and not upgrade.cut_short(exc, project) \
+                    and data.suspect(rows, key, current[0].action, exc, current[0].step, project):
                 done.discard(key)  # run it again, without rows, to see whether they are the cause
             elif not current or current[0].action == "upgrade":
                 return findings + [upgrade.failure(exc, current[0].step if current else None, project)]

@@ -17,7 +17,7 @@ from alembic.operations import BatchOperations, Operations, ops
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
-from migcheck.databases import dialects, faults
+from migcheck.databases import dialects, faults, lockwait
 from migcheck.errors import InternalError, ProjectExit
 from migcheck.findings import Finding
 from migcheck.progress import Progress, silent
@@ -160,6 +160,10 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
                        where[0] if where else relative(path), where[1] if where else None,
                        _env_hint(exc))
     revision = step.revision
+    watchdog = project.scratch.watchdog
+    deadlock = watchdog.take(exc) if watchdog is not None else None
+    if deadlock is not None:
+        return _self_deadlock(exc, revision, deadlock)
     foreign = dialects.another_database(exc, revision.module) if project.scratch.dialect == "sqlite" \
         else None
     if foreign is not None and not sqlite_limit(exc):  # nothing after it can be checked on SQLite
@@ -193,6 +197,31 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
         _CAUGHT_HINT if caught else hint(exc, revision.module, project.scratch.dialect, table, project),
         details,
     )
+
+
+def cut_short(exc: BaseException, project: Project) -> bool:
+    """Whether `exc` is a statement the lock-wait watchdog cancelled: the revision waited for
+    itself, whatever rows the tables held."""
+    watchdog = project.scratch.watchdog
+    return watchdog is not None and watchdog.pending(exc)
+
+
+def _self_deadlock(exc: BaseException, revision: Script, deadlock: lockwait.Deadlock) -> Finding:
+    """A statement of the revision on another connection than the migration's waited for a lock the
+    migration's own transaction holds: `flask db upgrade` would wait forever (see lockwait.py)."""
+    where = frame_in(exc, revision.path) or user_location(exc)
+    return Finding(
+        NAME, "upgrade-self-deadlock", "error",
+        f"upgrade to `{revision.revision}` ({revision.doc}) waits for itself: `{deadlock.waiting}` runs "
+        f"on another connection than the migration's (the app's `db.session` or engine) and waits for "
+        f"{deadlock.lock}, which the migration's own transaction holds (its last statement: "
+        f"`{deadlock.holding}`) until the revision returns; `flask db upgrade` hangs here forever "
+        f"(migcheck cancelled the statement after {lockwait.GRACE:.0f} s)",
+        where[0] if where else relative(revision.path), where[1] if where else None,
+        "run it on the migration's own connection: `op.get_bind().execute(...)` (or `op.execute`) "
+        "instead of `db.session` / `db.engine`",
+        {"revision": revision.revision, "lock": deadlock.lock, "statement": deadlock.waiting,
+         "holding": deadlock.holding, "error": describe(exc)})
 
 
 def _needs_start(exc: BaseException, revision: Script, table: str, where: tuple[str, int] | None,

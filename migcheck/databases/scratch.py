@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
 from migcheck import compat
-from migcheck.databases import guard
+from migcheck.databases import guard, lockwait
 from migcheck.databases.guard import Target
 from migcheck.databases.servers import Server, parse_url
 from migcheck.errors import UnsafeConnection
@@ -57,6 +57,8 @@ class Scratch:
         self.lock_timeouts: dict[str | None, str] = {}
         self.engines: list[sa.engine.Engine] = []  # the app's engines, disposed before a drop
         self.errors: list[sa.exc.DBAPIError] = []  # every database error, also those a migration caught
+        # cuts short a revision that waits for a lock its own migration holds (PostgreSQL)
+        self.watchdog = lockwait.Watchdog(server) if server and server.backend == "postgresql" else None
 
     @property
     def dialect(self) -> str:
@@ -242,8 +244,12 @@ def scratch_area(db_url: str | None = None, origin: str = "--db-url") -> Iterato
                         tell(f"migcheck: dropped {len(server.reclaimed)} scratch database(s) that "
                              f"runs killed before they could clean up left on {server.label}: "
                              f"{', '.join(server.reclaimed)}")
+                if scratch.watchdog is not None:
+                    scratch.watchdog.start()
                 yield scratch
             finally:  # told by the error that ends the run, or below
+                if scratch.watchdog is not None:
+                    scratch.watchdog.stop()
                 refused = run_guard.take()
         if refused:  # the app (or a forked child of it) caught the error and went on: the run fails
             raise UnsafeConnection(refused[0])
