@@ -9,10 +9,13 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from conftest import Project
 from servers import Server
+
+from migcheck import compat
 
 HEAD = "e9e549eb0d5f"
 NEW = "5afe00000001"
@@ -58,6 +61,41 @@ def test_read_through_the_apps_engine_is_one_too(project: Project, postgres: Ser
 def test_read_through_the_migrations_connection_is_clean(project: Project, postgres: Server) -> None:
     project.add_revision(NEW, HEAD, READ.format(read="op.get_bind()"), doc="score")
     assert upgrade_findings(project, "--db-url", postgres.url)[:2] == (0, [])
+
+
+def test_a_lock_another_session_holds_is_waited_for(project: Project, postgres: Server) -> None:
+    """A session the run did not open holds the lock for longer than the watchdog's grace: not the
+    revision's fault, so its query waits until the lock is released, and the run is clean."""
+    ready, locked = project.path / "ready", project.path / "locked"
+    project.add_revision(NEW, HEAD, f"""
+        import pathlib, time
+        pathlib.Path({str(ready)!r}).write_text(op.get_bind().engine.url.database)
+        while not pathlib.Path({str(locked)!r}).exists():
+            time.sleep(0.05)
+        op.execute("SELECT count(*) FROM post")
+        """, doc="waits")
+
+    def hold_the_lock() -> None:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        with postgres.connect(ready.read_text()) as connection:
+            compat.exec_sql(connection, "BEGIN")
+            compat.exec_sql(connection, "LOCK TABLE post IN ACCESS EXCLUSIVE MODE")
+            locked.write_text("x")
+            time.sleep(3)
+            compat.exec_sql(connection, "COMMIT")
+
+    other = threading.Thread(target=hold_the_lock)
+    other.start()
+    try:
+        code, findings, took = upgrade_findings(project, "--db-url", postgres.url)
+    finally:
+        locked.write_text("x")
+        other.join()
+    assert (code, findings) == (0, []) and took > 3
 
 
 def test_sqlite_is_unaffected(project: Project) -> None:
