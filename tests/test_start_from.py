@@ -6,8 +6,15 @@ The sample app gets a `token` table that no revision creates (a fresh install ma
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
 from conftest import Project
 from servers import Server
+
+from migcheck.project import start
 
 LEGACY = "0a1e9c5d7b21"
 FIRST = "1f5ecceb0b09"  # sample_app's first revision, now after LEGACY
@@ -270,3 +277,24 @@ def test_a_missing_constraint_of_a_table_the_start_creates_is_an_upgrade_failure
             "(drop duplicate key) failed: UndefinedObject: constraint \"token_value_key1\" of relation "
             "\"token\" does not exist") in result.out
     assert "starting schema" not in result.out
+
+
+def test_a_start_function_imports_from_the_current_directory_only_while_it_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As under `flask migcheck` with an app the current directory does not hold: not on sys.path.
+    (tmp_path / "seed_only_here.py").write_text(
+        "def create(connection):\n    import seed_helper_here  # imported when called\n"
+        "    seed_helper_here.create(connection)\n")
+    (tmp_path / "seed_helper_here.py").write_text(
+        "import sqlalchemy as sa\n\ndef create(connection):\n"
+        "    sa.Table('token', sa.MetaData(), sa.Column('id', sa.Integer)).create(connection)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    for name in ("seed_only_here", "seed_helper_here"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    seed = start.resolve("seed_only_here:create", "sqlite", "--start-from")
+    assert str(tmp_path) not in sys.path
+    url = f"sqlite:///{tmp_path / 'scratch.sqlite'}"
+    start.apply(seed, url, "sqlite")
+    assert str(tmp_path) not in sys.path
+    assert "token" in sa.inspect(sa.create_engine(url)).get_table_names()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -53,7 +55,8 @@ def resolve(given: str, dialect: str, origin: str) -> Start:
     """The start as given, checked before any check runs: the file exists, or the callable imports."""
     if is_callable(given):
         start = Start("callable", given, origin)
-        _function(start)  # imported now: an error in it stops the run before any check
+        with _importable():
+            _function(start)  # imported now: an error in it stops the run before any check
         return start
     name = "mysql" if dialect == "mariadb" else dialect
     path = given.replace("{dialect}", name)
@@ -100,7 +103,8 @@ def apply(start: Start, url: str, dialect: str) -> None:
         if start.kind == "sql":
             _run_script(start, engine, dialect)
         else:
-            _call(start, engine)
+            with _importable():
+                _call(start, engine)
     finally:
         engine.dispose()
 
@@ -146,10 +150,23 @@ def _run_script(start: Start, engine: sa.engine.Engine, dialect: str) -> None:
         raw.close()
 
 
+@contextmanager
+def _importable() -> Iterator[None]:
+    """The current directory on sys.path, as `python -m` puts it, while the start is imported and
+    called (it may import more when called); not after, where it could shadow any later import."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def _function(start: Start) -> Any:
     module_name, _, attribute = start.source.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: the project's modules import
     try:
         found: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
