@@ -173,6 +173,29 @@ def sequence_names(connection: sa.engine.Connection, schema: str | None) -> list
     return [str(name) for (name,) in rows]
 
 
+# What `reflected_tables` tells of each table, as `Inspector.get_<aspect>(table)` gives it.
+REFLECTED_ASPECTS = ("columns", "pk_constraint", "indexes", "unique_constraints", "foreign_keys")
+
+
+def reflected_tables(inspector: Any, tables: list[str]) -> dict[str, dict[str, Any]]:
+    """table -> aspect (REFLECTED_ASPECTS) -> what the inspector tells of it, for tables of the
+    default schema.
+
+    SQLAlchemy 2.0 reflects an aspect of all tables at once (`get_multi_<aspect>`: one query on
+    PostgreSQL, instead of one per table); 1.3 and 1.4 ask table by table."""
+    if not tables:
+        return {}
+    if not hasattr(inspector, "get_multi_columns"):
+        return {table: {aspect: getattr(inspector, f"get_{aspect}")(table) for aspect in REFLECTED_ASPECTS}
+                for table in tables}
+    found = {aspect: getattr(inspector, f"get_multi_{aspect}")(filter_names=tables)
+             for aspect in REFLECTED_ASPECTS}
+    empty: dict[str, Any] = {"pk_constraint": {}}
+    return {table: {aspect: found[aspect].get((None, table), empty.get(aspect, []))
+                    for aspect in REFLECTED_ASPECTS}
+            for table in tables}
+
+
 def reflect_table(name: str, metadata: sa.MetaData, connection: sa.engine.Connection) -> sa.Table:
     """A reflected table, without the tables its foreign keys refer to (`resolve_fks`, from 1.3).
     SQLAlchemy 1.3 needs `autoload=True` beside `autoload_with`; 2.0 removed it."""

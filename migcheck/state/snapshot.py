@@ -149,21 +149,21 @@ def _reflect(connection: sa.Connection, version_table: str) -> dict[str, dict[st
     tables = [t for t in inspector.get_table_names() if t != version_table]
     dialect = connection.dialect
     shape = {}
-    for table in tables:
-        foreign_keys = inspector.get_foreign_keys(table)
-        indexes = inspector.get_indexes(table)
+    for table, reflected in compat.reflected_tables(inspector, tables).items():
+        foreign_keys = reflected["foreign_keys"]
+        indexes = reflected["indexes"]
         shape[table] = {
             "columns": {c["name"]: {"type": _type(c["type"], dialect), "nullable": c["nullable"],
                                     "default": c.get("default")}
-                        for c in inspector.get_columns(table)},
-            "primary_key": tuple(inspector.get_pk_constraint(table).get("constrained_columns") or ()),
+                        for c in reflected["columns"]},
+            "primary_key": tuple(reflected["pk_constraint"].get("constrained_columns") or ()),
             "indexes": {i["name"]: {"columns": tuple(str(c) for c in i["column_names"]),
                                     "unique": bool(i["unique"])}
                         for i in indexes if not _made_for_a_foreign_key(dialect, i, foreign_keys)},
             "made_for_keys": tuple(i["name"] for i in indexes
                                    if _made_for_a_foreign_key(dialect, i, foreign_keys)),
             "uniques": {u["name"] or f"({', '.join(u['column_names'])})": tuple(u["column_names"])
-                        for u in inspector.get_unique_constraints(table)},
+                        for u in reflected["unique_constraints"]},
             "foreign_keys": {
                 fk["name"] or f"({', '.join(fk['constrained_columns'])})": {
                     "columns": tuple(fk["constrained_columns"]),
