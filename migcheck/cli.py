@@ -158,17 +158,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Fac
         if not os.path.isdir(directory):
             parser.error(f"--source {directory}: no such directory")
     ignores = _ignores(args.ignore, parser)
-    signal.signal(signal.SIGTERM, _terminate)
-    # Before the app is imported, so that this runs after every atexit hook the app registers.
-    atexit.register(_refused_at_exit, os.getpid())
-    if not args.verbose:
-        _quiet_refusals()
+    terminate = signal.signal(signal.SIGTERM, _terminate)
+    _install_hooks(args.verbose)
     from migcheck.streams import AppOutput
 
     output = AppOutput()
     try:
         return _check(args, checks, origins, ignores, started, output, factory)
     finally:  # however the run ended: the app's output may say why
+        signal.signal(signal.SIGTERM, terminate)
         with contextlib.suppress(OSError, ValueError):  # stdout closed by its reader
             sys.stdout.flush()
         output.show(sys.stderr, args.verbose)
@@ -222,6 +220,22 @@ def _late_refusals() -> bool:
     return bool(refused)
 
 
+_hooked: list[int | None] = [None]  # the process main() installed its hooks in
+_verbose = [False]  # the latest run's --verbose: Python's tracebacks of late refusals shown
+
+
+def _install_hooks(verbose: bool) -> None:
+    """Once per process, however often main() runs in it (tests, `flask migcheck` called again):
+    the exit hook, registered before the app is imported so that it runs after every atexit hook
+    the app registers, and the hooks that quiet refusals (see _quiet_refusals)."""
+    _verbose[0] = verbose
+    if _hooked[0] == os.getpid():
+        return
+    _hooked[0] = os.getpid()
+    atexit.register(_refused_at_exit, os.getpid())
+    _quiet_refusals()
+
+
 def _quiet_refusals() -> None:
     """A refusal that an atexit hook or a thread of the app let through is told once, by migcheck,
     in its own words: Python's traceback of it is left out (shown with --verbose)."""
@@ -230,11 +244,11 @@ def _quiet_refusals() -> None:
     unraisable, in_thread = sys.unraisablehook, threading.excepthook
 
     def on_unraisable(info: Any) -> None:
-        if not isinstance(info.exc_value, UnsafeConnection):
+        if _verbose[0] or not isinstance(info.exc_value, UnsafeConnection):
             unraisable(info)
 
     def on_thread_error(info: Any) -> None:
-        if not isinstance(info.exc_value, UnsafeConnection):
+        if _verbose[0] or not isinstance(info.exc_value, UnsafeConnection):
             in_thread(info)
 
     sys.unraisablehook, threading.excepthook = on_unraisable, on_thread_error

@@ -78,3 +78,18 @@ def test_passwords_in_the_apps_output_and_reports_are_masked(project: Project) -
     assert result.code == 0, result.output
     assert "mysql+pymysql://app:***@db.internal/shop" in result.err
     assert "hunter2" not in result.output
+
+
+def test_main_called_again_in_one_process_installs_its_hooks_once(project: Project) -> None:
+    # tests and `flask migcheck` may call main() several times in one process
+    script = """import atexit, signal, sys, threading
+from migcheck.cli import main
+codes = [main(["--app=sample_app:app", "--select", "graph"])]
+after_one = (atexit._ncallbacks(), threading.excepthook, sys.unraisablehook)
+codes += [main(["--app=sample_app:app", "--select", "graph"]) for _ in range(2)]
+print(codes, after_one == (atexit._ncallbacks(), threading.excepthook,
+      sys.unraisablehook), signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, file=sys.stderr)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=project.path, env=project.env(None),
+                          capture_output=True, text=True, timeout=120)
+    assert done.stderr.splitlines()[-1] == "[0, 0, 0] True True", done.stdout + done.stderr
