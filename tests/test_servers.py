@@ -519,6 +519,22 @@ def test_a_revision_that_commits_is_rebuilt_not_rolled_back(postgres: Server, pr
     assert "upgrade:" not in result.out
 
 
+def test_a_revision_that_commits_and_begins_anew_is_rebuilt_not_rolled_back(postgres: Server,
+                                                                           project: Project) -> None:
+    # Its own COMMIT and BEGIN, unseen by psycopg2: the savepoint is gone, and the walk must tell the
+    # new transaction from the one the savepoint lived in by its id (a start time can repeat).
+    comments = project.revision_file("e9e549eb0d5f")
+    project.edit(comments, "def upgrade():\n", "def upgrade():\n    op.execute('COMMIT; BEGIN')\n")
+    project.replace_downgrade("e9e549eb0d5f", "    pass\n")
+    project.add_revision("f3f300000001", "e9e549eb0d5f",
+                         "op.add_column('tag', sa.Column('colour', sa.String(8)))", "pass", "tag colour")
+    result = run_on(postgres, project, "--select", "upgrade,roundtrip")
+    assert result.code == 1, result.output
+    assert "downgrade of `e9e549eb0d5f` leaves table `comment` behind" in result.out
+    assert "downgrade of `f3f300000001` leaves column `tag.colour` behind" in result.out
+    assert "upgrade:" not in result.out and "InFailedSqlTransaction" not in result.output
+
+
 def test_indexes_mysql_makes_for_foreign_keys_are_not_the_migrations(mysql: Server,
                                                                     project: Project) -> None:
     """MariaDB makes an index for a foreign key with no usable one, and renames it when the key is

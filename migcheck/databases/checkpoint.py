@@ -71,7 +71,10 @@ def _transaction(connection: sa.engine.Connection) -> Any:
         return None  # no mark's: take() takes none there
     cursor = connection.connection.cursor()
     try:
-        cursor.execute("SELECT now()")  # the transaction's start time: a later one has a later one
+        # The transaction's id, never reused (its start time, now(), can be a later one's too at
+        # the clock's resolution); assigned here if nothing was written yet (txid_current_if_assigned
+        # would say NULL then, and is PostgreSQL 10+).
+        cursor.execute("SELECT txid_current()")
         row = cursor.fetchone()
         return row[0] if row else None
     finally:
