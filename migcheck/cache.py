@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -102,7 +103,10 @@ def open_cache(project: Project) -> Cache | None:
         return None
     env = os.fspath(project.directory / "env.py")
     start_files = project.start.files() if project.start else []
-    dependencies = find_dependencies([env, *(s.path for s in project.scripts), *start_files])
+    # the files' scans are kept between runs, per migrations directory and Python version
+    scans = root / "scans" / (_digest([__version__, sys.version, os.path.realpath(project.directory)])[:20]
+                              + ".json")
+    dependencies = find_dependencies([env, *(s.path for s in project.scripts), *start_files], scans)
     digests = _Digests()
     imported = [digests.of_files(dependencies[env].files)]
     if project.start is not None:  # the schema the walk starts from: its file, or the callable's code

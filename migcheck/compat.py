@@ -14,14 +14,18 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import sqlalchemy as sa
+from alembic import util as _alembic_util
 from alembic.autogenerate import render_python_code as _render_python_code
 from alembic.operations import ops
 from alembic.script import Script, ScriptDirectory
+from alembic.util import load_python_file as load_python_file  # Alembic's import of a revision file
 from flask import Flask
 from sqlalchemy.engine.url import URL
 from sqlalchemy.engine.url import make_url as _make_url
@@ -332,6 +336,14 @@ def sqlite_server_default_differs(inspected_default: str | None,
         return re.sub(r"^\"?'(.+)'\"?$", r"\1", re.sub(r"^\((.+)\)$", r"\1", default))
 
     return bare(inspected_default) != bare(rendered_metadata_default)
+
+
+@contextmanager
+def revision_files_loaded_by(load: Callable[[Any, Any], ModuleType]) -> Iterator[None]:
+    """ScriptDirectory loading each revision file with `load` in place of Alembic's
+    `load_python_file(directory, filename)` (which every release since 1.7 calls through alembic.util)."""
+    with mock.patch.object(_alembic_util, "load_python_file", load):
+        yield
 
 
 def load_revisions(script: ScriptDirectory) -> list[Script]:

@@ -14,7 +14,7 @@ from migcheck.checks import data, drift, graph, imports, roundtrip, safety, upgr
 from migcheck.databases.scratch import Scratch, scratch_area
 from migcheck.findings import Finding, Run
 from migcheck.progress import Progress, silent
-from migcheck.project import Options, Project, open_project, start
+from migcheck.project import Options, Project, open_project, revisions, start
 from migcheck.project.appload import Factory, load_migrate_app
 from migcheck.project.redirect import redirected_configs
 from migcheck.usercode import relative
@@ -183,6 +183,8 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
         if watch else None
     restored = cache.restore(kept, project, round_trip, with_rows, safety_key) if kept else None
     already = restored.revisions if restored else frozenset()
+    if len(already) < len(project.scripts):
+        revisions.load_all(project.scripts)
     caught = upgrade.Caught(project)
     observers: list[upgrade.Observer] = [caught, *([watch] if watch else [])]
     if watch and restored:  # what cached in-scope revisions created is still new

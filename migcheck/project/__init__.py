@@ -13,9 +13,9 @@ from alembic.script.revision import RevisionMap
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
-from migcheck import compat
 from migcheck.databases.scratch import Scratch
 from migcheck.errors import UsageError
+from migcheck.project import revisions
 from migcheck.project.start import Start, resolve
 from migcheck.usercode import relative, user_location
 
@@ -79,7 +79,7 @@ def open_project(app: Flask, scratch: Scratch, directory: str | None, options: O
             f"{_one_line(exc)}. Alembic reads it as an INI file in UTF-8: every setting under a "
             "[section] header, each section once. Fix the file (`flask db init` writes a fresh one)."
         ) from exc
-    scripts = _load_revision_files(script)
+    scripts = _load_revision_files(script, options.cache)
     # Alembic would import every revision file again to build its map; hand it the ones we have.
     script.revision_map = RevisionMap(lambda: scripts)
     return Project(app=app, db=migrate.db, directory=path, config=config, script=script,
@@ -137,10 +137,11 @@ def _migrations_candidates(app: Flask) -> list[Path]:
     return sorted(unique.values())
 
 
-def _load_revision_files(script: ScriptDirectory) -> list[Script]:
+def _load_revision_files(script: ScriptDirectory, cache: bool) -> list[Script]:
+    from migcheck.cache import cache_root  # here: cache.py imports this module
     try:
         # The one loader alembic has; the graph check needs every file, even a duplicate id.
-        return compat.load_revisions(script)
+        return revisions.load(script, cache_root() if cache else None)
     except Exception as exc:
         where = user_location(exc) or _unloadable(script)
         at = f" in {where[0]}:{where[1]}" if where else f" in {relative(script.dir)}"

@@ -18,16 +18,20 @@ revision actually opens while it runs, through any module, are seen by reads.py 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
+from migcheck import kept
 from migcheck.pyfile import read_source_leniently
 from migcheck.usercode import is_user_code
 
+_FORMAT = 1  # of the kept scans
 # Names through which a revision reads state that is not code.
 _OPAQUE_NAMES = frozenset({
     "current_app", "environ", "getenv", "open", "read_text", "read_bytes", "import_module",
@@ -54,15 +58,25 @@ class Dependencies(NamedTuple):
     opaque: Reads | None
 
 
-def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
+def find_dependencies(paths: Iterable[str], store: Path | None = None) -> dict[str, Dependencies]:
     """For each file (a revision file or env.py): the project files it imports, and whether it is
-    opaque. One pass shares what is found between files that import the same modules."""
+    opaque. One pass shares what is found between files that import the same modules. `store`:
+    where the scans of files are kept between runs, by content (a warm run parses no file)."""
     origins: dict[str, tuple[str | None, list[str] | None]] = {}
     scans: dict[tuple[str, str | None], Scan] = {}
+    known = _known_scans(store) if store is not None else {}
+    used: dict[str, Scan] = {}
 
     def scan(path: str, package: str | None) -> Scan:
         if (path, package) not in scans:
-            scans[path, package] = _scan(path, package)
+            try:
+                with open(path, "rb") as file:
+                    key: str | None = f"{hashlib.sha256(file.read()).hexdigest()} {package or ''}"
+            except OSError:
+                key = None
+            scans[path, package] = known[key] if key in known else _scan(path, package)
+            if key is not None:
+                used[key] = scans[path, package]
         return scans[path, package]
 
     def closure(path: str) -> Dependencies:
@@ -91,7 +105,28 @@ def find_dependencies(paths: Iterable[str]) -> dict[str, Dependencies]:
                                     counts))
         return Dependencies(frozenset(found), opaque)
 
-    return {path: closure(path) for path in paths}
+    found = {path: closure(path) for path in paths}
+    if store is not None and used != known:  # only this run's files: edited ones drop out
+        kept.write(store, {"format": _FORMAT, "scans": {key: [list(scan.imports), scan.opaque]
+                                                        for key, scan in used.items()}})
+    return found
+
+
+def _known_scans(store: Path) -> dict[str, Scan]:
+    """The scans kept in `store` by an earlier run, if it is intact and well-formed."""
+    content = kept.read(store)
+    if not (isinstance(content, dict) and content.get("format") == _FORMAT
+            and isinstance(content.get("scans"), dict)):
+        return {}
+    known = {}
+    for key, value in content["scans"].items():
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], list)
+                and all(type(name) is str for name in value[0])
+                and (value[1] is None or (isinstance(value[1], list) and len(value[1]) == 2
+                                          and type(value[1][0]) is int and type(value[1][1]) is str))):
+            return {}
+        known[key] = Scan(tuple(value[0]), tuple(value[1]) if value[1] else None)
+    return known
 
 
 def _scan(path: str, package: str | None) -> Scan:
