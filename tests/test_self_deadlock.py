@@ -58,6 +58,22 @@ def test_read_through_the_apps_engine_is_one_too(project: Project, postgres: Ser
         ("upgrade-self-deadlock", project.line_of(path, "# the read"))], findings
 
 
+def test_a_downgrade_that_waits_for_itself_is_the_round_trips_finding(
+        project: Project, postgres: Server) -> None:
+    path = project.add_revision(NEW, HEAD, "op.add_column('post', sa.Column('score', sa.Integer()))", """
+        from sample_app.extensions import db
+        op.drop_column('post', 'score')
+        db.session.execute(sa.text('SELECT count(*) FROM post'))  # the read
+        """, doc="score")
+    result = project.run("--format", "json", "--select", "upgrade,roundtrip,safety", "--db-url",
+                         postgres.url, timeout=60)
+    assert result.code == 1, result.output
+    [finding] = [f for f in json.loads(result.out)["findings"] if f["severity"] == "error"]
+    assert (finding["rule"], finding["path"], finding["line"]) == (
+        "roundtrip-downgrade-failed", path, project.line_of(path, "# the read")), finding
+    assert finding["message"].startswith(f"downgrade of `{NEW}` waits for itself"), finding
+
+
 def test_read_through_the_migrations_connection_is_clean(project: Project, postgres: Server) -> None:
     project.add_revision(NEW, HEAD, READ.format(read="op.get_bind()"), doc="score")
     assert upgrade_findings(project, "--db-url", postgres.url)[:2] == (0, [])

@@ -160,10 +160,9 @@ def failure(exc: BaseException, step: RevisionStep | None, project: Project) -> 
                        where[0] if where else relative(path), where[1] if where else None,
                        _env_hint(exc))
     revision = step.revision
-    watchdog = project.scratch.watchdog
-    deadlock = watchdog.take(exc) if watchdog is not None else None
+    deadlock = self_deadlock(exc, revision, project, f"upgrade to `{revision.revision}` ({revision.doc})")
     if deadlock is not None:
-        return _self_deadlock(exc, revision, deadlock)
+        return deadlock
     foreign = dialects.another_database(exc, revision.module) if project.scratch.dialect == "sqlite" \
         else None
     if foreign is not None and not sqlite_limit(exc):  # nothing after it can be checked on SQLite
@@ -206,16 +205,25 @@ def cut_short(exc: BaseException, project: Project) -> bool:
     return watchdog is not None and watchdog.pending(exc)
 
 
-def _self_deadlock(exc: BaseException, revision: Script, deadlock: lockwait.Deadlock) -> Finding:
-    """A statement of the revision on another connection than the migration's waited for a lock the
-    migration's own transaction holds: `flask db upgrade` would wait forever (see lockwait.py)."""
+def self_deadlock(exc: BaseException, revision: Script, project: Project, doing: str) -> Finding | None:
+    """If `exc` is a statement the lock-wait watchdog cancelled: a statement of the revision on
+    another connection than the migration's waited for a lock the migration's own transaction
+    holds, and `flask db upgrade` (or downgrade: `doing`) would wait forever (see lockwait.py)."""
+    watchdog = project.scratch.watchdog
+    deadlock = watchdog.take(exc) if watchdog is not None else None
+    if deadlock is None:
+        return None
+    # The app's session keeps the cancelled connection in a failed transaction: ended now, before a
+    # rebuild of the scratch databases ends it from the server and the app context's teardown fails.
+    project.db.session.remove()
     where = frame_in(exc, revision.path) or user_location(exc)
+    command = "downgrade" if doing.startswith("downgrade") else "upgrade"
     return Finding(
         NAME, "upgrade-self-deadlock", "error",
-        f"upgrade to `{revision.revision}` ({revision.doc}) waits for itself: `{deadlock.waiting}` runs "
+        f"{doing} waits for itself: `{deadlock.waiting}` runs "
         f"on another connection than the migration's (the app's `db.session` or engine) and waits for "
         f"{deadlock.lock}, which the migration's own transaction holds (its last statement: "
-        f"`{deadlock.holding}`) until the revision returns; `flask db upgrade` hangs here forever "
+        f"`{deadlock.holding}`) until the revision returns; `flask db {command}` hangs here forever "
         f"(migcheck cancelled the statement after {lockwait.GRACE:.0f} s)",
         where[0] if where else relative(revision.path), where[1] if where else None,
         "run it on the migration's own connection: `op.get_bind().execute(...)` (or `op.execute`) "
