@@ -5,12 +5,14 @@ that were there before the run stay (issue 17)."""
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from conftest import Project
+from conftest import ROOT, Project
 from servers import Server
 
 COMMENTS = "e9e549eb0d5f"
@@ -101,3 +103,36 @@ def test_user_a_revision_makes_is_gone_after_sigterm(mysql: Server, project: Pro
     finally:
         process.kill()
         mysql.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_two_runs_whose_revisions_create_the_same_role_take_turns(postgres: Server, tmp_path: Path) -> None:
+    # Roles are server-wide: without turns, one run's CREATE ROLE fails on the other's role, or the
+    # other run drops it under its GRANT.
+    role = f"shared_{secrets.token_hex(4)}"
+    projects = []
+    for number in range(2):
+        copy = tmp_path / f"copy{number}"
+        ignore = shutil.ignore_patterns("__pycache__", "*.sqlite", "instance")
+        shutil.copytree(ROOT / "sample_app", copy / "sample_app", ignore=ignore)
+        shutil.copytree(ROOT / "migrations", copy / "migrations", ignore=ignore)
+        project = Project(copy)
+        project.add_revision("5c4e0002", COMMENTS, f"""
+            op.execute('CREATE ROLE "{role}"')
+            op.execute("SELECT pg_sleep(1.5)")
+            op.execute('GRANT SELECT ON post TO "{role}"')
+            """, f"""
+            op.execute('REVOKE SELECT ON post FROM "{role}"')
+            op.execute('DROP ROLE "{role}"')
+            """, doc="shared role")
+        projects.append(project)
+    try:
+        runs = [subprocess.Popen([sys.executable, "-m", "migcheck", "--app=sample_app:app", "--db-url",
+                                  postgres.url, "--no-cache", "--select", "upgrade,roundtrip"],
+                                 cwd=project.path, env=project.env(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for project in projects]
+        for run in runs:
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, out + err
+        assert _roles(postgres, role) == []
+    finally:
+        postgres.execute(f'DROP ROLE IF EXISTS "{role}"')

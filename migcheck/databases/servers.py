@@ -15,6 +15,9 @@ Roles and users live on the server, outside any database: the ones a run's state
 that did not exist when it started) are dropped at the end too, and at each rebuild of the scratch
 databases, so that the next `CREATE ROLE` / `CREATE USER` does not find them. Roles that existed
 before the run stay, also when a revision names them; so do roles another session creates meanwhile.
+Two runs on one server whose revisions create the same role would take it from each other (one's
+CREATE ROLE fails, or its role is dropped under it): a run takes the server's roles lock before its
+first CREATE ROLE / USER and holds it to its end, so such runs take turns there.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class Server:
         self.schemas: frozenset[str | None] = frozenset()  # those a given database held: kept
         self.roles: frozenset[tuple[str, str]] | None = None  # (name, host) on the server at the start
         self.named_roles: set[str] = set()  # the roles and users the run's statements create
+        self.roles_lock: sa.engine.Connection | None = None  # holds the server's roles lock
         admin_database = self.given or ("postgres" if self.backend == "postgresql" else None)
         self.admin = sa.create_engine(compat.url_with(url, database=admin_database), poolclass=NullPool,
                                       isolation_level="AUTOCOMMIT")
@@ -191,8 +195,21 @@ class Server:
     def noticed(self, statement: str) -> None:
         """A statement run on a scratch database: remember the roles and users it creates."""
         for match in _CREATES_ROLE.finditer(statement):
+            self._lock_roles()
             name = match["name"]
             self.named_roles.add(name[1:-1] if name[0] in "\"'`" else name.lower())
+
+    def _lock_roles(self) -> None:
+        """Wait for the roles lock (another run that creates roles to end), then count the roles on
+        the server again: the other run dropped its own, and this one has created none yet."""
+        if self.roles_lock is not None:
+            return
+        self.roles_lock = self._admin()
+        if self.backend == "postgresql":
+            compat.exec_sql(self.roles_lock, f"SELECT pg_advisory_lock({_PG_ROLES_LOCK}, 0)")
+        else:
+            compat.exec_sql(self.roles_lock, "SELECT GET_LOCK('migcheck_roles', 86400)")
+        self.roles = _roles(self.roles_lock)
 
     def reset(self, bind_key: str | None) -> bool:
         """Empty a bind's scratch database; True if it held tables. The roles the run created stay
@@ -247,6 +264,9 @@ class Server:
             if self.lock is not None:  # the databases are gone: nothing left to claim
                 self.lock.close()
                 self.lock = None
+            if self.roles_lock is not None:  # the roles it created are gone
+                self.roles_lock.close()
+                self.roles_lock = None
 
     def _reclaim(self) -> list[str]:
         """Drop the scratch databases of killed runs (their lock is free); returns their names."""
@@ -333,6 +353,7 @@ class Server:
 # A scratch database's name: its run's token, which names the run's lock.
 _SCRATCH_NAME = re.compile(r"migcheck_r([0-9a-f]{8})_")
 _PG_LOCK_CLASS = 0x6D63  # PostgreSQL advisory locks are two int4 keys: this one is migcheck's
+_PG_ROLES_LOCK = 0x6D64  # the class of the roles lock, apart from every run's
 
 
 def _lock_keys(connection: sa.engine.Connection, token: str) -> dict[str, Any]:
