@@ -6,7 +6,7 @@ import logging
 import os
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
 from migcheck import cache, reads, scope
@@ -183,15 +183,17 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
         if watch else None
     restored = cache.restore(kept, project, round_trip, with_rows, safety_key) if kept else None
     already = restored.revisions if restored else frozenset()
-    if len(already) < len(project.scripts):
+    walking = len(already) < len(project.scripts)  # else nothing is saved: what it reads is not needed
+    if walking:
         revisions.load_all(project.scripts)
     caught = upgrade.Caught(project)
     observers: list[upgrade.Observer] = [caught, *([watch] if watch else [])]
     if watch and restored:  # what cached in-scope revisions created is still new
         watch.created.update(restored.created)
     excluded = [os.fspath(project.scratch.root)] + ([os.fspath(kept.directory.parent)] if kept else [])
-    with upgrade.catching(caught), safety.watching(watch) if watch else nullcontext(), \
-            reads.recording(excluded) as read:
+    recording: AbstractContextManager[set[str]] = \
+        reads.recording(excluded) if walking else nullcontext(set())
+    with upgrade.catching(caught), safety.watching(watch) if watch else nullcontext(), recording as read:
         if round_trip or with_rows:
             # The round trip walks from base to head too, so it stands in for the plain upgrade. For
             # the data check alone, only its revisions are round-tripped.
@@ -206,7 +208,7 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
             walked = upgrade.check(project, observers, progress)
     walked = (restored.findings if restored else []) + caught.findings + walked + (
         watch.findings if watch else [])
-    if kept and len(already) < len(project.scripts) and not _upgrade_failed(walked):
+    if kept and walking and not _upgrade_failed(walked):
         checked = (restored.data if restored else frozenset()) | with_rows
         cache.save(kept, project, walked, round_trip, checked,
                    rows=bool(with_rows) or bool(restored and restored.rows), safety=safety_key,
