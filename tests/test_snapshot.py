@@ -90,3 +90,47 @@ def test_sqlite_reflected_shape_is_the_same_either_way(project: Project, tmp_pat
     at_once = snapshot._shape(taken, tables)
     table_by_table(monkeypatch)
     assert len(tables) >= 3 and at_once == snapshot._shape(taken, tables)
+
+
+# Each change alone, then undone: the snapshot after it is reflected afresh, the one after the undo
+# is the first one's again (from its fingerprint), and both are what reflection says.
+DROP_INDEX = "DROP INDEX ix_item_name|DROP INDEX ix_item_name ON item"  # PostgreSQL|MySQL, when they differ
+CHANGES = [
+    ("ALTER TABLE item ADD COLUMN note VARCHAR(20)", "ALTER TABLE item DROP COLUMN note"),
+    ("ALTER TABLE item ALTER COLUMN name TYPE VARCHAR(40)|ALTER TABLE item MODIFY name VARCHAR(40)",
+     "ALTER TABLE item ALTER COLUMN name TYPE VARCHAR(30)|ALTER TABLE item MODIFY name VARCHAR(30)"),
+    ("ALTER TABLE item ALTER COLUMN name SET NOT NULL|ALTER TABLE item MODIFY name VARCHAR(30) NOT NULL",
+     "ALTER TABLE item ALTER COLUMN name DROP NOT NULL|ALTER TABLE item MODIFY name VARCHAR(30) NULL"),
+    ("ALTER TABLE item ALTER COLUMN name SET DEFAULT 'x'", "ALTER TABLE item ALTER COLUMN name DROP DEFAULT"),
+    ("CREATE INDEX ix_item_name ON item (name)", DROP_INDEX),
+    ("CREATE UNIQUE INDEX ix_item_name ON item (name)", DROP_INDEX),
+    ("ALTER TABLE item ADD CONSTRAINT uq_item_name UNIQUE (name)",
+     "ALTER TABLE item DROP CONSTRAINT uq_item_name|ALTER TABLE item DROP INDEX uq_item_name"),
+    ("ALTER TABLE item ADD CONSTRAINT fk_item_owner FOREIGN KEY (owner_id) REFERENCES owner (id)",
+     "ALTER TABLE item DROP CONSTRAINT fk_item_owner"
+     "|ALTER TABLE item DROP FOREIGN KEY fk_item_owner, DROP INDEX fk_item_owner"),  # MySQL keeps its index
+    ("ALTER TABLE item RENAME TO thing", "ALTER TABLE thing RENAME TO item"),
+    ("CREATE TABLE extra (id INTEGER PRIMARY KEY)", "DROP TABLE extra"),
+]
+
+
+def test_a_snapshot_is_reflected_again_after_any_change(server: Server) -> None:
+    def run(connection: Any, statement: str) -> None:
+        postgres_text, _, mysql_text = statement.partition("|")
+        compat.exec_sql(connection, mysql_text if server.name == "mysql" and mysql_text else postgres_text)
+
+    with server.database() as name:
+        engine = sa.create_engine(server_database(server, name), poolclass=NullPool,
+                                  isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            run(connection, "CREATE TABLE owner (id INTEGER PRIMARY KEY)")
+            run(connection, "CREATE TABLE item (id INTEGER PRIMARY KEY, name VARCHAR(30), owner_id INTEGER)")
+            first = snapshot.take(connection)
+            for change, undo in CHANGES:
+                run(connection, change)
+                changed = snapshot.take(connection)
+                assert changed != first and changed.shape == snapshot._reflect(connection, "alembic_version")
+                run(connection, undo)
+                assert snapshot.take(connection) == first == snapshot.Snapshot(
+                    first.dialect, {}, snapshot._reflect(connection, "alembic_version"))
+        engine.dispose()

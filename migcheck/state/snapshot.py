@@ -2,11 +2,15 @@
 
 On SQLite a snapshot is the DDL text in `sqlite_master` (one query). Equal text means an equal schema;
 when the text differs (batch mode rewrites tables, so it can differ for equal schemas), both snapshots
-are rebuilt in in-memory databases and reflected. On other databases every snapshot is reflected.
+are rebuilt in in-memory databases and reflected. On PostgreSQL and MySQL/MariaDB one catalog query
+first reads a fingerprint of everything reflection reads; a snapshot whose fingerprint equals one of
+the last few is that one's (a correct downgrade gives back the state before its upgrade, the
+re-upgrade the upgrade's), else the tables are reflected.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, NamedTuple
 
@@ -35,7 +39,7 @@ class Snapshot(NamedTuple):
 def take(connection: sa.Connection, version_table: str = VERSION_TABLE) -> Snapshot:
     dialect = connection.dialect.name
     if dialect != "sqlite":
-        return Snapshot(dialect, {}, _reflect(connection, version_table))
+        return Snapshot(dialect, {}, _reflect_unless_seen(connection, version_table))
     ddl: dict[str, list[tuple[str, str, str]]] = {}
     cursor = connection.connection.cursor()  # the plain DB-API cursor: this runs 3 times a revision
     cursor.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
@@ -141,6 +145,59 @@ def _shape(snapshot: Snapshot, tables: set[str]) -> dict[str, dict[str, Any]]:
                         compat.exec_sql(connection, sql)
         shape.update(_reflect(connection, VERSION_TABLE))
     engine.dispose()
+    return shape
+
+
+# Per table, everything its reflected shape is made of, and more (a superset only costs a reflection).
+_FINGERPRINTS = {
+    "postgresql": """
+SELECT c.relname, c.relkind,
+  (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
+                     || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''), ', ' ORDER BY a.attnum)
+     FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT string_agg(i.relname || ' ' || pg_get_indexdef(x.indexrelid), ', ' ORDER BY i.relname)
+     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid),
+  (SELECT string_agg(o.conname || ' ' || pg_get_constraintdef(o.oid), ', ' ORDER BY o.conname)
+     FROM pg_constraint o WHERE o.conrelid = c.oid)
+FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+ORDER BY c.relname""",
+    "mysql": """
+SELECT 't', TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION, NULL, NULL, NULL, NULL, NULL
+  FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
+UNION ALL
+SELECT 'c', TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA,
+       COLLATION_NAME, COLUMN_COMMENT
+  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+UNION ALL
+SELECT 'i', TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE, SUB_PART, INDEX_TYPE, NULL, NULL
+  FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
+UNION ALL
+SELECT 'k', TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION, COLUMN_NAME, REFERENCED_TABLE_NAME,
+       REFERENCED_COLUMN_NAME, NULL, NULL, NULL
+  FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE()
+ORDER BY 1, 2, 3, 4, 5""",
+}
+_FINGERPRINTS["mariadb"] = _FINGERPRINTS["mysql"]
+_SEEN: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}  # fingerprint -> shape, the latest last
+_SEEN_UP_TO = 4  # before, after the upgrade, after the downgrade, after the re-upgrade
+
+
+def _reflect_unless_seen(connection: sa.Connection, version_table: str) -> dict[str, dict[str, Any]]:
+    """The shape of a recent snapshot with the same fingerprint, else the reflected one."""
+    dialect = connection.dialect
+    query = _FINGERPRINTS.get(dialect.name)
+    if query is None:
+        return _reflect(connection, version_table)
+    rows = [tuple(row) for row in compat.exec_sql(connection, query)]
+    key = (dialect.name, dialect.server_version_info, version_table,
+           hashlib.sha256(repr(rows).encode()).digest())
+    shape = _SEEN.pop(key, None)
+    if shape is None:
+        shape = _reflect(connection, version_table)
+    _SEEN[key] = shape
+    while len(_SEEN) > _SEEN_UP_TO:
+        del _SEEN[next(iter(_SEEN))]
     return shape
 
 
