@@ -13,6 +13,14 @@ revision file that reads state no file content keys (the app's configuration, th
 project/dependencies.py) is never kept, nor anything above it. A run restores the entry that covers the
 longest unchanged stretch of the history and walks on from there: only new or changed revisions are
 upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
+
+With `--db-url` on a PostgreSQL server (not a database given in the URL, where migcheck creates
+none), an entry's databases are template databases on that server (databases/templates.py), which
+the manifest here names; the server's identity and version are part of the environment's key. An
+entry whose database vanished is deleted, never trusted. MySQL/MariaDB scratch databases are not
+cached (no template databases). Entries go when KEEP newer ones exist in their environment, or when
+no run used them for templates.AGE. `migcheck --clear-cache` removes the whole local cache and,
+given a server, migcheck's cache databases on it (`clear`).
 """
 
 from __future__ import annotations
@@ -30,12 +38,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 from alembic.script import Script
 
 from migcheck import __version__, rules
 from migcheck.checks.data import ROW_RULES
 from migcheck.checks.graph import parents
-from migcheck.databases import guard
+from migcheck.databases import guard, templates
+from migcheck.databases.servers import Server
 from migcheck.findings import SEVERITIES, Finding
 from migcheck.project import Project
 from migcheck.project.dependencies import Dependencies, Reads, find_dependencies
@@ -86,9 +96,11 @@ def cache_root() -> Path | None:
 
 
 def usable(project: Project) -> bool:
-    """Only SQLite scratch databases are cached, and only for a history with unique ids."""
-    return project.scratch.server is None and len({s.revision for s in project.scripts}) == len(
-        project.scripts)
+    """SQLite and PostgreSQL scratch databases are cached (templates.supported), and only for a
+    history with unique ids."""
+    server = project.scratch.server
+    return (server is None or templates.supported(server)) and len(
+        {s.revision for s in project.scripts}) == len(project.scripts)
 
 
 def open_cache(project: Project) -> Cache | None:
@@ -126,7 +138,7 @@ def restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozense
     With the safety check, only an entry made with the same scope and target serves (_same_safety)."""
     try:
         return _restore(cache, project, roundtrip, with_rows, safety)
-    except OSError as exc:  # an unreadable cache only costs speed
+    except (OSError, sa.exc.SQLAlchemyError) as exc:  # an unreadable cache only costs speed
         warn(f"could not read the cache in {cache.directory}: {exc}")
         return None
 
@@ -146,7 +158,14 @@ def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozens
               and _same_safety(manifest, safety) and _unchanged(manifest["reads"])):
             candidates.append((len(manifest["revisions"]), entry, manifest))
     for _, entry, manifest in sorted(candidates, key=lambda c: c[0], reverse=True):
-        if _copy_in(project, entry, manifest["files"]):
+        if project.scratch.server is not None:
+            restored = _restore_databases(project.scratch.server, project, entry, manifest)
+            if restored == "busy":  # another run uses it: this one walks from the start
+                return None
+            copied = restored is None
+        else:
+            copied = _copy_in(project, entry, manifest["files"])
+        if copied:
             os.utime(entry)  # recently used: evicted last
             findings = [Finding(**f) for f in manifest["findings"]
                         if _wanted(f, roundtrip, with_rows, safety)]
@@ -155,8 +174,31 @@ def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozens
                 if safety and safety.scope & set(manifest["revisions"]) else []
             return Restored(frozenset(manifest["revisions"]), findings, frozenset(manifest["data"]),
                             manifest["rows"], created, manifest["reads"])
-        shutil.rmtree(entry, ignore_errors=True)  # corrupted: never trusted, rebuilt by this run
+        _remove(entry, manifest, project.scratch.server)  # corrupted: never trusted, rebuilt by this run
     return None
+
+
+def _restore_databases(server: Server, project: Project, entry: Path, manifest: dict[str, Any]
+                       ) -> str | None:
+    """templates.restore for an entry made for these binds; "gone" for one that was not."""
+    databases = {bind: name for bind, name in manifest.get("databases") or []}
+    if set(databases) != set(project.binds):
+        return "gone"
+    for engine in project.scratch.engines:  # their connections would keep the scratch database
+        engine.dispose()
+    return templates.restore(server, _server_key(entry), databases)
+
+
+def _server_key(entry: Path) -> str:
+    """An entry's key on the server: its environment and heads (entry names alone may repeat)."""
+    return _digest([entry.parent.name, entry.name])[:12]
+
+
+def _remove(entry: Path, manifest: dict[str, Any] | None, server: Server | None) -> None:
+    """Delete an entry, and its cache databases if this run is on their server."""
+    shutil.rmtree(entry, ignore_errors=True)
+    if server is not None and manifest is not None and manifest.get("databases"):
+        templates.drop(server, _server_key(entry), [name for _, name in manifest["databases"]])
 
 
 def _unchanged(reads: dict[str, str]) -> bool:
@@ -202,13 +244,21 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".new-", dir=directory))
         try:
-            files = {}
-            for bind in project.binds:
-                path = project.scratch.path_for(bind)
-                with guard.trusted(), sqlite3.connect(path) as source, \
-                        sqlite3.connect(staging / path.name) as target:
-                    source.backup(target)  # consistent even while the app's engines hold it open
-                files[path.name] = _file_digest(staging / path.name)
+            files, databases = {}, None
+            server = project.scratch.server
+            if server is not None:
+                databases = templates.names(_server_key(entry), project.binds)
+                for engine in project.scratch.engines:  # PostgreSQL copies no database in use
+                    engine.dispose()
+                if not templates.save(server, _server_key(entry), databases):
+                    return
+            else:
+                for bind in project.binds:
+                    path = project.scratch.path_for(bind)
+                    with guard.trusted(), sqlite3.connect(path) as source, \
+                            sqlite3.connect(staging / path.name) as target:
+                        source.backup(target)  # consistent even while the app's engines hold it open
+                    files[path.name] = _file_digest(staging / path.name)
             manifest = {"format": FORMAT, "roundtrip": roundtrip, "heads": heads,
                         "revisions": sorted(chain), "files": files, "rows": rows,
                         "data": sorted(data & chain.keys()),
@@ -218,6 +268,8 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                         "reads": {path: _file_digest(Path(path)) for path in sorted(set(reads))},
                         "findings": [f._asdict() for f in findings
                                      if f.rule != "roundtrip-irreversible"]}
+            if databases is not None:
+                manifest["databases"] = [[bind, name] for bind, name in databases.items()]
             text = json.dumps(manifest, default=str)
             (staging / "manifest.json").write_text(json.dumps(
                 {"sha256": hashlib.sha256(text.encode()).hexdigest(), "manifest": text}))
@@ -225,8 +277,8 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
             os.replace(staging, entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        _evict(directory, entry)
-    except (OSError, sqlite3.Error) as exc:  # a cache that cannot be written only costs speed
+        _evict(directory, entry, project.scratch.server)
+    except (OSError, sqlite3.Error, sa.exc.SQLAlchemyError) as exc:  # unwritable: only costs speed
         warn(f"could not write the cache in {directory}: {exc}")
 
 
@@ -274,7 +326,7 @@ def _well_formed(manifest: Any) -> bool:
             and strings(manifest.get("data")) and _safety_well_formed(manifest.get("safety"))
             and string_map(manifest.get("heads"))
             and string_map(manifest.get("files")) and strings(manifest.get("revisions"))
-            and string_map(manifest.get("reads"))
+            and string_map(manifest.get("reads")) and _databases_well_formed(manifest.get("databases"))
             and isinstance(manifest.get("findings"), list)
             and all(finding(f) for f in manifest["findings"]))
 
@@ -288,6 +340,13 @@ def _safety_well_formed(saved: Any) -> bool:
             and isinstance(saved.get("created"), list)
             and all(isinstance(c, list) and len(c) == 3 and type(c[0]) in (str, type(None))
                     and type(c[1]) is str and type(c[2]) is str for c in saved["created"]))
+
+
+def _databases_well_formed(databases: Any) -> bool:
+    """Absent (SQLite), or the cache databases on the server: [bind, name] each."""
+    return databases is None or (isinstance(databases, list) and all(
+        isinstance(d, list) and len(d) == 2 and type(d[0]) in (str, type(None)) and type(d[1]) is str
+        for d in databases))
 
 
 def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:
@@ -304,8 +363,11 @@ def _copy_in(project: Project, entry: Path, files: dict[str, str]) -> bool:
 
 
 def _directory(root: Path, project: Project, more: list[str]) -> Path:
-    """One directory per project environment: env.py, alembic.ini, Migrate options, versions."""
+    """One directory per project environment: env.py, alembic.ini, Migrate options, versions, and
+    the server (which one, its version) for a --db-url run."""
+    server = project.scratch.server
     parts = [__version__, sqlite3.sqlite_version, repr(sorted(map(str, project.binds)))]
+    parts += templates.identity(server) if server is not None else []
     parts += [metadata.version(name) for name in _LIBRARIES]
     for name in ("env.py", "alembic.ini"):
         path = project.directory / name
@@ -373,10 +435,12 @@ def _stable(value: Any) -> str:
     return repr(value)
 
 
-def _evict(directory: Path, kept: Path) -> None:
-    """Keep the entry just written and the most recently used others (KEEP in all). An entry dated
-    in the future (a clock that was wrong, or jumped back since) counts as the least recent: else it
-    would outrank every new entry, which would be evicted as soon as it was written."""
+def _evict(directory: Path, kept: Path, server: Server | None = None) -> None:
+    """Keep the entry just written and the most recently used others (KEEP in all), none unused
+    for templates.AGE. An entry dated in the future (a clock that was wrong, or jumped back since)
+    counts as the least recent: else it would outrank every new entry, which would be evicted as
+    soon as it was written. On a server, also drop the cache databases no run used for AGE, which
+    no manifest here may name (another machine's, or a cache directory removed by hand)."""
     now = time.time()
 
     def used(entry: Path) -> float:
@@ -384,8 +448,10 @@ def _evict(directory: Path, kept: Path) -> None:
         return mtime if mtime <= now + 60 else float("-inf")
 
     others = sorted((p for p in _entries(directory) if p != kept), key=used, reverse=True)
-    for old in others[KEEP - 1:]:
-        shutil.rmtree(old, ignore_errors=True)
+    for old in others[KEEP - 1:] + [p for p in others[:KEEP - 1] if used(p) < now - templates.AGE]:
+        _remove(old, _load_manifest(old / "manifest.json"), server)
+    if server is not None:
+        templates.evict_old(server)
 
 
 def _digest(parts: list[str]) -> str:
@@ -399,3 +465,16 @@ def _file_digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
+
+
+def clear(server: Server | None) -> list[str]:
+    """`migcheck --clear-cache`: remove the local cache and, given a server, migcheck's cache
+    databases on it; returns what it removed."""
+    removed = []
+    if server is not None and server.backend == "postgresql":  # first: an unreachable server stops it
+        removed += [f"database {name} on {server.label}" for name in templates.clear(server)]
+    root = cache_root()
+    if root is not None and root.exists():
+        shutil.rmtree(root)
+        removed.append(os.fspath(root))
+    return removed

@@ -75,6 +75,10 @@ def _parser(prog: str = "migcheck") -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true",
                         help="start from an empty database instead of the migrated one an earlier run "
                              "kept (in MIGCHECK_CACHE_DIR, default ~/.cache/migcheck)")
+    parser.add_argument("--clear-cache", action="store_true",
+                        help="remove the cache and exit: the local one and, with --db-url (or "
+                             "MIGCHECK_DATABASE_URL, db_url in [tool.migcheck]), migcheck's cache "
+                             "databases on that server")
     parser.add_argument("--since", metavar="REVISION",
                         help="the revisions after REVISION are the ones not deployed yet, which the "
                              "deploy-safety and data checks look at (`base`: every revision; default: "
@@ -150,6 +154,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Fac
     except UsageError as exc:
         _explain(str(exc), exc, args.verbose)
         return UsageError.exit_code
+    if args.clear_cache:
+        return _clear_cache(args, origins.get("db_url", "--db-url"))
     selected = _check_names(args.select, "--select", parser) or set(CHECKS)
     checks = tuple(c for c in CHECKS if c in selected - _check_names(args.skip, "--skip", parser))
     if not checks:
@@ -208,6 +214,25 @@ def _check(args: argparse.Namespace, checks: tuple[str, ...], origins: dict[str,
         _explain(str(exc), exc, args.verbose)
         return UsageError.exit_code
     return UsageError.exit_code if _late_refusals() else code
+
+
+def _clear_cache(args: argparse.Namespace, origin: str) -> int:
+    """--clear-cache: say what was removed; exit 2 if the server cannot be reached."""
+    from migcheck import cache
+    from migcheck.databases.servers import Server, parse_url
+
+    db_url = args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None
+    try:
+        server = Server(parse_url(db_url, origin), origin) if db_url else None
+        removed = cache.clear(server)
+    except UsageError as exc:
+        _explain(str(exc), exc, args.verbose)
+        return UsageError.exit_code
+    except OSError as exc:
+        _explain(f"could not remove the cache: {exc}", exc, args.verbose)
+        return UsageError.exit_code
+    print("\n".join(f"migcheck: removed {what}" for what in removed) or "migcheck: no cache to remove")
+    return 0
 
 
 def _late_refusals() -> bool:

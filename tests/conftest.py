@@ -8,11 +8,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from servers import mysql, postgres, server  # noqa: F401  (fixtures: real database servers)
+from servers import drop_cache_databases, mysql, postgres, server  # noqa: F401  (fixtures: servers)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,6 +134,16 @@ def downgrade():
         done = subprocess.run(command, cwd=self.path / cwd, env=self.env(env), capture_output=True,
                               text=True, timeout=timeout)
         return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_databases_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Drop the cache databases a test's --db-url runs kept on the server (their manifests are in
+    its temporary directory, which outlives them by nothing: nothing else would ever use them)."""
+    tmp_path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp_path is not None:
+        drop_cache_databases([*tmp_path.glob(".migcheck-cache"), *tmp_path.glob("*/.migcheck-cache")])
 
 
 @pytest.fixture

@@ -137,3 +137,21 @@ def mysql() -> Server:
 
 def recorded(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
+
+
+def cache_databases(caches: list[Path]) -> list[str]:
+    """The server databases the cache entries under these cache directories name."""
+    import json
+
+    names = []
+    for manifest in (m for cache in caches for m in cache.glob("*/*/manifest.json")):
+        saved = json.loads(json.loads(manifest.read_text())["manifest"])
+        names += [name for _, name in saved.get("databases") or []]
+    return names
+
+
+def drop_cache_databases(caches: list[Path]) -> None:
+    names = cache_databases(caches)
+    if names:
+        drops = (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names)
+        get_server("postgresql").execute(*drops)

@@ -1,0 +1,192 @@
+"""Cache databases on a PostgreSQL server: the migrated scratch databases that cache.py keeps.
+
+An entry's database of a bind is `migcheck_c<key>_<bind>`, a copy of the run's scratch database
+(`CREATE DATABASE … TEMPLATE`); a run restores it by recreating its scratch database from it. The
+manifest stays in the local cache directory and names these databases. PostgreSQL refuses to copy
+a database anyone is connected to, so every copy, replacement and drop of an entry's databases holds
+an advisory lock keyed on the entry: two runs never use one entry at once (the second waits up to
+WAIT seconds, then runs cold). The app never reaches a cache database: the guard lets it connect to
+its run's scratch databases only, and the copies run on migcheck's admin connection. Each cache
+database's comment says when a run last used it, so that a database no manifest names any more
+(another machine's cache, one removed by hand) is dropped once it is AGE old, or when SERVER_KEEP
+entries were used since; the killed-run reclaim (servers.py) only ever drops `migcheck_r…` databases.
+
+MySQL/MariaDB have no template databases: their scratch databases are not cached.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from migcheck import compat
+from migcheck.databases.servers import _MAX_NAME, Server, _drop, _error, _quote
+
+AGE = 14 * 24 * 3600  # a cache database no run used for this long is dropped
+SERVER_KEEP = 20  # cache entries kept on one server, of all projects
+WAIT = 10  # seconds a run waits for another run's use of an entry (a copy takes well under one)
+_NAME = re.compile(r"migcheck_c([0-9a-f]{12})_")
+_LOCK_CLASS = 0x6D64  # the advisory lock class of cache entries (0x6D63: runs, servers.py)
+_USED = re.compile(r"migcheck cache, last used at (\d+)")
+
+
+def supported(server: Server) -> bool:
+    """PostgreSQL, in databases migcheck creates (in a database given in the URL it creates none)."""
+    return server.backend == "postgresql" and not server.given
+
+
+def identity(server: Server) -> list[str]:
+    """What a cache entry's databases depend on besides the project: which server, which version."""
+    version = server.admin.dialect.server_version_info  # known: server.open() connected
+    return [server.backend, str(server.where.host), str(server.where.port), repr(version)]
+
+
+def names(key: str, binds: Iterable[str | None]) -> dict[str | None, str]:
+    """The cache databases of an entry (`key`: 12 hex digits), one per bind."""
+    found: dict[str | None, str] = {}
+    for bind in binds:
+        label = "default" if bind is None else re.sub(r"[^a-z0-9_]", "_", bind.lower())
+        name = f"migcheck_c{key}_{label}"[:_MAX_NAME]
+        if name in found.values():  # two binds alike once shortened
+            name = f"{name[:_MAX_NAME - 4]}_{len(found)}"
+        found[bind] = name
+    return found
+
+
+def save(server: Server, key: str, databases: dict[str | None, str]) -> bool:
+    """Copy the run's scratch databases into the entry's `databases` (bind -> name), replacing
+    them. The app's engines must be disposed first. False (nothing kept) if the run's statements
+    created roles, which live outside the database (and are dropped at the end of the run), or if a
+    copy failed."""
+    if server.named_roles:
+        return False
+    try:
+        with server._admin() as connection:
+            if not _lock(connection, key):
+                return False
+            try:
+                for bind, name in databases.items():
+                    _drop(connection, name)
+                    _copy(connection, server.names[bind], name)
+                    _mark_used(connection, name)
+            finally:
+                _unlock(connection, key)
+    except sa.exc.DBAPIError:
+        with server._admin() as connection:  # a half-made entry is never kept
+            for name in databases.values():
+                _drop(connection, name)
+        return False
+    return True
+
+
+def restore(server: Server, key: str, databases: dict[str | None, str]) -> str | None:
+    """Recreate the run's scratch databases from the entry's. None when done; else why not:
+    "busy" (another run uses the entry: this one runs cold) or "gone" (a database vanished: the
+    entry is not to be trusted)."""
+    with server._admin() as connection:
+        if not _lock(connection, key):
+            return "busy"
+        try:
+            if not set(databases.values()) <= _existing(connection):
+                return "gone"
+            try:
+                for bind, name in databases.items():
+                    _drop(connection, server.names[bind])
+                    _copy(connection, name, server.names[bind])
+                    _mark_used(connection, name)
+            except sa.exc.DBAPIError:  # the walk starts from empty scratch databases again
+                for scratch in server.names.values():
+                    _drop(connection, scratch)
+                    compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, scratch)}")
+                return "gone"
+        finally:
+            _unlock(connection, key)
+    return None
+
+
+def drop(server: Server, key: str, databases: Iterable[str]) -> None:
+    """Drop an evicted entry's databases, unless a run is using them (then the age rule will)."""
+    with server._admin() as connection:
+        if not _lock(connection, key, wait=False):
+            return
+        try:
+            for name in databases:
+                _drop(connection, name)
+        finally:
+            _unlock(connection, key)
+
+
+def evict_old(server: Server) -> None:
+    """Drop the cache entries no run used for AGE (or never marked, after a failed copy), and all
+    but the SERVER_KEEP most recently used on the server: a project checked out at a new path each
+    time (a CI runner) makes a new entry each time."""
+    entries: dict[str, list[str]] = {}
+    used: dict[str, int] = {}
+    with server._admin() as connection:
+        for name, comment in compat.exec_sql(connection, _LIST):
+            key = _NAME.match(name)[1]  # type: ignore[index]
+            entries.setdefault(key, []).append(name)
+            mark = _USED.match(comment or "")
+            used[key] = min(used.get(key, 1 << 62), int(mark[1]) if mark else 0)
+    newest = sorted(entries, key=used.__getitem__, reverse=True)
+    for key in newest[SERVER_KEEP:] + [k for k in newest[:SERVER_KEEP] if used[k] < time.time() - AGE]:
+        drop(server, key, entries[key])
+
+
+def clear(server: Server) -> list[str]:
+    """Drop every cache database of migcheck's on the server; returns their names."""
+    dropped = []
+    with server._admin() as connection:
+        for name, _ in list(compat.exec_sql(connection, _LIST)):
+            key = _NAME.match(name)[1]  # type: ignore[index]
+            if _lock(connection, key):
+                try:
+                    _drop(connection, name)
+                    dropped.append(name)
+                finally:
+                    _unlock(connection, key)
+    return dropped
+
+
+_LIST = ("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
+         " WHERE datname ~ '^migcheck_c[0-9a-f]{12}_' ORDER BY datname")
+
+
+def _existing(connection: sa.engine.Connection) -> set[str]:
+    return {str(name) for (name,) in compat.exec_sql(connection, "SELECT datname FROM pg_database")}
+
+
+def _copy(connection: sa.engine.Connection, source: str, target: str) -> None:
+    compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, target)} "
+                                f"TEMPLATE {_quote(connection, source)}")
+
+
+def _mark_used(connection: sa.engine.Connection, name: str) -> None:
+    compat.exec_sql(connection, f"COMMENT ON DATABASE {_quote(connection, name)} IS "
+                                f"'migcheck cache, last used at {int(time.time())}'")
+
+
+def _lock(connection: sa.engine.Connection, key: str, wait: bool = True) -> bool:
+    """Take the entry's lock for the session: waiting up to WAIT seconds, or not at all."""
+    keys = {"class": _LOCK_CLASS, "object": int(key[:8], 16) - (1 << 31)}
+    if not wait:
+        return bool(connection.execute(sa.text("SELECT pg_try_advisory_lock(:class, :object)"), keys)
+                    .scalar())
+    compat.exec_sql(connection, f"SET lock_timeout = '{WAIT}s'")
+    try:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:class, :object)"), keys)
+    except sa.exc.OperationalError as exc:  # lock_not_available
+        if "lock timeout" not in _error(exc):
+            raise
+        return False
+    finally:
+        compat.exec_sql(connection, "SET lock_timeout = 0")
+    return True
+
+
+def _unlock(connection: sa.engine.Connection, key: str) -> None:
+    connection.execute(sa.text("SELECT pg_advisory_unlock(:class, :object)"),
+                       {"class": _LOCK_CLASS, "object": int(key[:8], 16) - (1 << 31)})
