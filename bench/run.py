@@ -396,7 +396,7 @@ class SizeResult(NamedTuple):
 def bench_size(revisions: int, models: int, work: Path, where: list[Place], repeat: int,
                pa_python: Path | None, postgres: str | None = None, sqlite: bool = True,
                pipeline: bool = True) -> SizeResult:
-    label = f"N{revisions}-M{models}"
+    label = f"N{revisions}-M{models}" + ("" if sqlite else "-pg")  # a size may run on both
     print(f"== {label}", flush=True)
     size_dir = work / label
     (size_dir / "logs").mkdir(parents=True)

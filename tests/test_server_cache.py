@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,7 +146,8 @@ def test_clear_cache_on_an_unreachable_server_says_so(project: Project) -> None:
 
 def test_the_killed_run_reclaim_never_drops_a_cache_database(postgres: Server, project: Project) -> None:
     kept = "migcheck_c0123456789ab_default"
-    postgres.execute(f'CREATE DATABASE "{kept}"')
+    postgres.execute(f'CREATE DATABASE "{kept}"',  # used now: no other test's run evicts it
+                     f"COMMENT ON DATABASE \"{kept}\" IS 'migcheck cache, last used at {int(time.time())}'")
     try:
         assert _run(postgres, project, "--no-cache").code == 0  # --no-cache: no eviction either
         assert kept in postgres.databases()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Project, Result
-from servers import RECORDER, Server, recorded
+from servers import RECORDER, Server, drop_cache_databases, recorded
 
 from migcheck import compat
 
@@ -261,6 +261,7 @@ def test_missing_privilege_says_what_to_grant(server: Server, project: Project) 
         assert result.code == 0, result.output
         assert_dropped(server, project)
     finally:
+        drop_cache_databases([project.path / ".migcheck-cache"])  # the user owns them
         server.execute(cleanup)
 
 

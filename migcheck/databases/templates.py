@@ -39,9 +39,11 @@ def supported(server: Server) -> bool:
 
 
 def identity(server: Server) -> list[str]:
-    """What a cache entry's databases depend on besides the project: which server, which version."""
+    """What a cache entry's databases depend on besides the project: which server, which version,
+    and the user, who owns them (another user may neither copy nor drop them)."""
     version = server.admin.dialect.server_version_info  # known: server.open() connected
-    return [server.backend, str(server.where.host), str(server.where.port), repr(version)]
+    return [server.backend, str(server.where.host), str(server.where.port), repr(version),
+            str(server.url.username)]
 
 
 def names(key: str, binds: Iterable[str | None]) -> dict[str | None, str]:
@@ -107,16 +109,23 @@ def restore(server: Server, key: str, databases: dict[str | None, str]) -> str |
     return None
 
 
-def drop(server: Server, key: str, databases: Iterable[str]) -> None:
-    """Drop an evicted entry's databases, unless a run is using them (then the age rule will)."""
+def drop(server: Server, key: str, databases: Iterable[str]) -> list[str]:
+    """Drop an evicted entry's databases, unless a run is using them (then the age rule will), or
+    they are another user's; returns those dropped."""
+    dropped = []
     with server._admin() as connection:
         if not _lock(connection, key, wait=False):
-            return
+            return []
         try:
             for name in databases:
-                _drop(connection, name)
+                try:
+                    _drop(connection, name)
+                except sa.exc.DBAPIError:  # not the owner: left to the user who made it
+                    continue
+                dropped.append(name)
         finally:
             _unlock(connection, key)
+    return dropped
 
 
 def evict_old(server: Server) -> None:
@@ -137,17 +146,13 @@ def evict_old(server: Server) -> None:
 
 
 def clear(server: Server) -> list[str]:
-    """Drop every cache database of migcheck's on the server; returns their names."""
-    dropped = []
+    """Drop migcheck's cache databases on the server (not one a run is copying at that moment, nor
+    another user's); returns their names."""
     with server._admin() as connection:
-        for name, _ in list(compat.exec_sql(connection, _LIST)):
-            key = _NAME.match(name)[1]  # type: ignore[index]
-            if _lock(connection, key):
-                try:
-                    _drop(connection, name)
-                    dropped.append(name)
-                finally:
-                    _unlock(connection, key)
+        names = [name for name, _ in compat.exec_sql(connection, _LIST)]
+    dropped = []
+    for name in names:
+        dropped += drop(server, _NAME.match(name)[1], [name])  # type: ignore[index]
     return dropped
 
 
