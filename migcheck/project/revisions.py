@@ -116,10 +116,19 @@ def _stand_in(entry: dict[str, Any], path: str, importer: Callable[[], types.Mod
     module = _Unimported(re.sub(r"\W", "_", os.path.basename(path)), entry["doc"])  # as Alembic names it
     module.__file__ = path
     for name, value in entry["values"].items():
-        setattr(module, name, ast.literal_eval(value))
+        setattr(module, name, _literal(value))
     _names[module] = frozenset(entry["names"])
     _importers[module] = importer
     return module
+
+
+def _literal(text: str) -> Any:
+    """A value kept as its repr; the usual ones (None, an id) without parsing it."""
+    if text == "None":
+        return None
+    if len(text) > 1 and text[0] == text[-1] == "'" and not set(text[1:-1]) & {"'", "\\"}:
+        return text[1:-1]
+    return ast.literal_eval(text)
 
 
 def _importable(imports: list[list[str | None]]) -> bool:
