@@ -52,7 +52,7 @@ from migcheck.project.dependencies import Dependencies, Reads, find_dependencies
 from migcheck.streams import warn
 from migcheck.usercode import relative
 
-FORMAT = 5  # 5: round-trip findings name their table and column or index
+FORMAT = 6  # 6: which way the round trip came back from each downgrade (--reupgrade)
 KEEP = 3  # entries kept per project environment
 _LIBRARIES = ("alembic", "sqlalchemy", "flask-migrate", "flask-sqlalchemy")
 
@@ -152,6 +152,8 @@ def _restore(cache: Cache, project: Project, roundtrip: bool, with_rows: frozens
         if manifest is None:
             shutil.rmtree(entry, ignore_errors=True)  # never trusted; this run makes a new one
         elif ((manifest["roundtrip"] or not roundtrip) and set(manifest["heads"].values()) <= known
+              # a re-upgrade finds what a rollback cannot: each run gets its own mode's findings
+              and (not roundtrip or manifest["reupgrade"] == project.options.reupgrade)
               # the data check's revisions among its own are exactly those it ran with rows
               and (set(manifest["data"]) == set(manifest["revisions"]) & with_rows if with_rows
                    else not manifest["rows"])
@@ -259,7 +261,8 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                             sqlite3.connect(staging / path.name) as target:
                         source.backup(target)  # consistent even while the app's engines hold it open
                     files[path.name] = _file_digest(staging / path.name)
-            manifest = {"format": FORMAT, "roundtrip": roundtrip, "heads": heads,
+            manifest = {"format": FORMAT, "roundtrip": roundtrip, "reupgrade": project.options.reupgrade,
+                        "heads": heads,
                         "revisions": sorted(chain), "files": files, "rows": rows,
                         "data": sorted(data & chain.keys()),
                         "safety": safety and {"scope": sorted(safety.scope & set(chain)),
@@ -323,6 +326,7 @@ def _well_formed(manifest: Any) -> bool:
 
     return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
             and type(manifest.get("roundtrip")) is bool and type(manifest.get("rows")) is bool
+            and type(manifest.get("reupgrade")) is bool
             and strings(manifest.get("data")) and _safety_well_formed(manifest.get("safety"))
             and string_map(manifest.get("heads"))
             and string_map(manifest.get("files")) and strings(manifest.get("revisions"))

@@ -79,6 +79,10 @@ def _parser(prog: str = "migcheck") -> argparse.ArgumentParser:
                         help="remove the cache and exit: the local one and, with --db-url (or "
                              "MIGCHECK_DATABASE_URL, db_url in [tool.migcheck]), migcheck's cache "
                              "databases on that server")
+    parser.add_argument("--reupgrade", action="store_true",
+                        help="in the round trip, upgrade every revision again after its downgrade (on "
+                             "SQLite the default rolls the checked downgrade back instead, which cannot "
+                             "see state outside the database, e.g. a module that remembers it ran)")
     parser.add_argument("--since", metavar="REVISION",
                         help="the revisions after REVISION are the ones not deployed yet, which the "
                              "deploy-safety and data checks look at (`base`: every revision; default: "
@@ -194,6 +198,7 @@ def _check(args: argparse.Namespace, checks: tuple[str, ...], origins: dict[str,
                          Options(compare_server_default=not args.no_server_defaults,
                                  db_url=args.db_url or os.environ.get("MIGCHECK_DATABASE_URL") or None,
                                  sources=tuple(args.source), cache=not args.no_cache,
+                                 reupgrade=args.reupgrade,
                                  since=args.since, git_base=args.git_base,
                                  target=args.target, start_from=args.start_from,
                                  origins=origins), step, factory)

@@ -113,6 +113,13 @@ def outside_transaction(connection: sa.engine.Connection) -> bool:
     return getattr(info, "transaction_status", None) == 0
 
 
+def hold_transaction(connection: sa.engine.Connection) -> Any:
+    """A SQLAlchemy transaction for statements that must not be committed one by one (None: one is
+    open already). SQLAlchemy before 2.0 commits after each DDL statement run outside a transaction
+    (autocommit); 2.0 never does. pysqlite sends nothing for the begin."""
+    return None if connection.in_transaction() else connection.begin()
+
+
 @contextmanager
 def savepoint(connection: sa.engine.Connection) -> Iterator[None]:
     """A savepoint around what may fail; outside a transaction block each statement is its own

@@ -39,6 +39,7 @@ SETTINGS = {
     "db_url": Setting("str"),
     "no_server_defaults": Setting("bool"),
     "no_cache": Setting("bool"),
+    "reupgrade": Setting("bool"),
     "since": Setting("str"),
     "git_base": Setting("str"),
     "target": Setting("choice", TARGETS),

@@ -81,6 +81,17 @@ def test_findings_of_cached_revisions_are_reported_again(project: Project) -> No
     assert finding in first.out and finding in second.out
 
 
+def test_reupgrade_is_part_of_the_key(project: Project) -> None:
+    # A walk that rolled its downgrades back never re-ran an upgrade: --reupgrade walks again.
+    path = project.revision_file("1f5ecceb0b09")
+    project.edit(path, "def upgrade():\n", "_RAN = []\n\n\ndef upgrade():\n    if _RAN:\n"
+                 "        raise RuntimeError('ran twice')\n    _RAN.append(1)\n")
+    assert project.run("--select", "roundtrip").code == 0
+    again = project.run("--select", "roundtrip", "--reupgrade")
+    assert again.code == 1 and "from cache" not in again.out, again.output
+    assert "re-upgrade of `1f5ecceb0b09` after its downgrade fails: RuntimeError: ran twice" in again.out
+
+
 def test_corrupted_cache_is_rebuilt_not_trusted(project: Project) -> None:
     assert project.run().code == 0
     [cached] = _cached_files(project)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import Project
 
 BIO = "428a6cc61e6a"  # adds user.bio and post.view_count
@@ -113,13 +114,18 @@ def test_downgrade_that_leaves_a_row_is_reported_before_the_reupgrade_fails(proj
     assert "re-upgrade" not in result.out.split("fix:")[0]
 
 
-def test_reupgrade_failure_is_reported(project: Project) -> None:
-    # Something neither the schema nor the rows show (here a guard in the revision's module): the
-    # re-upgrade's failure names its line.
+def _guard_against_a_second_run(project: Project) -> str:
+    """Something neither the schema nor the rows show: a guard in the revision's module."""
     path = project.revision_file(COMMENTS)
     project.edit(path, "def upgrade():\n", "_RAN = []\n\n\ndef upgrade():\n    if _RAN:\n"
                  "        raise RuntimeError('ran twice')\n    _RAN.append(1)\n")
-    result = project.run("--select", "roundtrip")
+    return path
+
+
+def test_reupgrade_failure_is_reported(project: Project) -> None:
+    # With --reupgrade, every revision is upgraded again: the re-upgrade's failure names its line.
+    path = _guard_against_a_second_run(project)
+    result = project.run("--select", "roundtrip", "--reupgrade")
     assert result.code == 1, result.output
     line = project.line_of(path, "raise RuntimeError")
     assert (f"{path}:{line}: roundtrip: re-upgrade of `{COMMENTS}` after its downgrade fails: "
@@ -128,6 +134,25 @@ def test_reupgrade_failure_is_reported(project: Project) -> None:
     assert [x for x in result.out.splitlines() if "ran twice" in x] == [
         f"{path}:{line}: roundtrip: re-upgrade of `{COMMENTS}` after its downgrade fails: RuntimeError: "
         "ran twice"], result.out
+
+
+def test_default_rolls_the_downgrade_back_instead_of_reupgrading(project: Project) -> None:
+    # On SQLite the checked downgrade is rolled back to the state after the upgrade: each upgrade()
+    # runs once, so what only a second run in one process shows is --reupgrade's to find.
+    runs = _count_runs(project, "1f5ecceb0b09")
+    _guard_against_a_second_run(project)
+    result = project.run("--select", "roundtrip", "--no-cache")
+    assert result.code == 0, result.output
+    assert runs.read_text().count("run") == 1
+
+
+def test_reupgrade_in_the_config(project: Project) -> None:
+    path = _guard_against_a_second_run(project)
+    project.write("pyproject.toml", "[tool.migcheck]\nreupgrade = true\n")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    assert (f"{path}:{project.line_of(path, 'raise RuntimeError')}: roundtrip: re-upgrade of "
+            f"`{COMMENTS}` after its downgrade fails: RuntimeError: ran twice") in result.out
 
 
 def test_second_base_with_a_branch_label(project: Project) -> None:
@@ -182,20 +207,24 @@ def _count_runs(project: Project, revision: str) -> Path:
     return runs
 
 
-def test_after_a_bad_downgrade_the_walk_goes_back_instead_of_rebuilding(project: Project) -> None:
+@pytest.mark.parametrize("reupgrade", [False, True])
+def test_after_a_bad_downgrade_the_walk_goes_back_instead_of_rebuilding(project: Project,
+                                                                         reupgrade: bool) -> None:
     # Two bad revisions after the first one: rebuilding from base after each would run the first
-    # revision's upgrade four times (upgrade, re-upgrade, two rebuilds). The first bad downgrade
-    # costs one rebuild (SQLite then walks in one transaction); the second goes back to a savepoint.
+    # revision's upgrade four times (upgrade, re-upgrade, two rebuilds). By default, each bad
+    # downgrade is rolled back to the state after its upgrade: the first upgrade runs once. With
+    # --reupgrade, the first bad downgrade costs one rebuild (SQLite then walks in one transaction);
+    # the second goes back to a savepoint.
     runs = _count_runs(project, "1f5ecceb0b09")
     bio = project.replace_downgrade(BIO, "    pass\n")
     comments = project.replace_downgrade(COMMENTS, "    pass\n")
-    result = project.run("--select", "roundtrip", "--no-cache")
+    result = project.run("--select", "roundtrip", "--no-cache", *(["--reupgrade"] if reupgrade else []))
     assert result.code == 1, result.output
     assert f"{bio}:{project.line_of(bio, 'def downgrade')}: roundtrip: downgrade of `{BIO}` leaves " \
         "column `post.view_count` behind" in result.out
     assert (f"{comments}:{project.line_of(comments, 'def downgrade')}: roundtrip: downgrade of "
             f"`{COMMENTS}` leaves table `comment` behind") in result.out
-    assert runs.read_text().count("run") == 3
+    assert runs.read_text().count("run") == (3 if reupgrade else 1)
 
 
 def test_a_statement_that_cannot_run_in_a_transaction_is_not_blamed_on_the_walk(project: Project) -> None:

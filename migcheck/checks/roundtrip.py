@@ -3,7 +3,13 @@
 All in one run of env.py over one loaded script directory: for every revision from base to head,
 upgrade it, snapshot, downgrade it, compare with the snapshot from before, upgrade it again and
 compare with the snapshot from after. This also does the upgrade check's work (it ends at head), so
-the runner uses it in place of a plain upgrade. When a revision's downgrade leaves something behind,
+the runner uses it in place of a plain upgrade. On SQLite, unless --reupgrade, the downgrade runs in
+a savepoint taken after the upgrade, and the walk rolls it back instead of upgrading again: the
+snapshot there is all of sqlite_master, so a checked downgrade proves the re-upgrade would start
+where the upgrade started, at the cost of one upgrade and one snapshot less per revision (what that
+cannot see, a module that remembers it ran, is --reupgrade's; servers' snapshots do not see enum
+types, views or triggers, so they always re-upgrade). A bad downgrade is rolled back the same way.
+With a re-upgrade, when a revision's downgrade leaves something behind,
 the walk goes back to the state before the revision (a savepoint, databases/checkpoint.py), upgrades
 it again and goes on, so one bad revision does not hide the next. Where there is no way back (MySQL
 and MariaDB, a revision that ended the transaction, a downgrade that raised, generated rows in the
@@ -22,11 +28,13 @@ import functools
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
+from sqlalchemy.engine import Connection
 
+from migcheck import compat
 from migcheck.checks import data, upgrade
 from migcheck.checks.graph import parents
 from migcheck.databases import checkpoint, faults
@@ -86,6 +94,21 @@ class Step(NamedTuple):
     action: str  # "upgrade", "downgrade" or "re-upgrade"
     step: RevisionStep
     bind: str | None
+    rolled: bool = False  # a downgrade run inside a savepoint, to be rolled back (see _Back)
+
+
+class _Back(NamedTuple):
+    """The way back to the state after a revision's upgrade, taken before its downgrade."""
+    mark: checkpoint.Mark
+    transaction: Any  # the SQLAlchemy transaction begun for it, if any (compat.hold_transaction)
+    ddl: bool  # the migration context's transactional_ddl before
+
+
+# What cannot run inside a transaction on SQLite, or ends one: a revision naming any of these
+# round-trips with a real re-upgrade.
+_OUTSIDE_TRANSACTION = re.compile(r"\b(pragma|vacuum|attach|detach|autocommit_block|commit|begin)\b",
+                                  re.IGNORECASE)
+_AFTER_UPGRADE = "migcheck_after_upgrade"
 
 
 def check(project: Project, already: frozenset[str] = frozenset(),
@@ -96,6 +119,8 @@ def check(project: Project, already: frozenset[str] = frozenset(),
     `cached_rows`: the database from the cache holds rows an earlier run generated;
     `observers`: called around each first upgrade of a revision (see upgrade.Observer)."""
     untested, findings = _irreversible(project)
+    # (bind, revision) pairs whose downgrade failed inside a savepoint: run again with a re-upgrade
+    real: set[tuple[str | None, str]] = set()
     # (bind, revision) pairs round-tripped already; after a rebuild they are only upgraded
     done = {(bind, revision) for bind in project.binds for revision in already}
     rows = data.new_state(project, with_rows, cached_rows)
@@ -107,7 +132,8 @@ def check(project: Project, already: frozenset[str] = frozenset(),
         try:
             run_env(project, functools.partial(_walk, project, untested=untested, done=done,
                                                current=current, findings=findings, rows=rows,
-                                               observers=observers, progress=progress, marks=marks),
+                                               observers=observers, progress=progress, marks=marks,
+                                               real=real),
                     passing=(_Restart,), **({"transactional_ddl": True} if one_transaction else {}))
             return findings
         except _Restart:
@@ -118,8 +144,12 @@ def check(project: Project, already: frozenset[str] = frozenset(),
             raise
         except Exception as exc:
             key = (current[0].bind, current[0].step.revision.revision) if current else None
-            if one_transaction and key:  # run it again as flask db would before reporting anything
-                marks[0] = False
+            rolled = bool(current) and current[0].rolled
+            if (one_transaction or rolled) and key:  # run it again as flask db would before reporting
+                if rolled:
+                    real.add(key)
+                else:
+                    marks[0] = False
                 done.discard(key)
                 findings[:] = [f for f in findings if f.check != NAME
                                or f.details.get("revision") != key[1]]
@@ -138,15 +168,15 @@ def check(project: Project, already: frozenset[str] = frozenset(),
 def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *, untested: set[str],
           done: set[tuple[str | None, str]], current: list[Step], findings: list[Finding],
           rows: data.State, observers: Sequence[upgrade.Observer], progress: Progress,
-          marks: list[bool]) -> Iterator[RevisionStep]:
+          marks: list[bool], real: set[tuple[str | None, str]]) -> Iterator[RevisionStep]:
     """The steps for alembic to run; it runs each one before asking for the next."""
     connection = context.connection
     assert connection is not None
     bind = project.scratch.bind_for(connection.engine)
     revision_map = project.script.revision_map
 
-    def run(action: str, step: RevisionStep) -> Iterator[RevisionStep]:
-        current[:] = [Step(action, step, bind)]
+    def run(action: str, step: RevisionStep, rolled: bool = False) -> Iterator[RevisionStep]:
+        current[:] = [Step(action, step, bind, rolled)]
         with _own_command(context) if action != "upgrade" else nullcontext():
             yield from upgrade.observed(step, context, observers if action == "upgrade" else ())
         current.clear()
@@ -171,8 +201,8 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
                 held = contents.take(connection, tables)
             # Going back keeps the rows in the tables, where a rebuild would empty them: with rows,
             # the rebuild, so that what the data check sees does not depend on the way back.
-            mark = checkpoint.take(connection) if (
-                tested and marks[0] and not rows.filled.get(bind) and not rows.cached[0]) else None
+            without_rows = not rows.filled.get(bind) and not rows.cached[0]
+            mark = checkpoint.take(connection) if tested and marks[0] and without_rows else None
             yield from run("upgrade", step)
             after = snapshot.take(connection, context.version_table)
             if not tested:
@@ -183,15 +213,43 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
             # The rows the upgrade deleted are not the downgrade's to lose (only when there were rows).
             upgraded = contents.take(connection, set(tables) & set(snapshot.tables(after))) \
                 if held.filled else None
-            yield from run("downgrade", RevisionStep(revision_map, revision, False))
+            key = (bind, revision.revision)
+            back = _hold(connection, context) if (
+                without_rows and not project.options.reupgrade and project.scratch.dialect == "sqlite"
+                and key not in real and key not in rows.suspects
+                and not _OUTSIDE_TRANSACTION.search(read_source_leniently(revision.path))) else None
+            yield from run("downgrade", RevisionStep(revision_map, revision, False), back is not None)
+            clean = True
             try:
                 _compare(before, snapshot.take(connection, context.version_table), after, revision,
                          findings)
                 _compare_rows(held, contents.take(connection, tables), revision, findings, upgraded)
             except _Restart:
+                clean = False
+            if back and checkpoint.holds(connection, back.mark):
+                # Alembic's own account of the heads follows the steps it ran: a re-upgrade step that
+                # runs no upgrade() moves it (and the version table, rolled back with the rest) back.
+                step = RevisionStep(revision_map, revision, True)
+                step.migration_fn = _nothing
+                current[:] = [Step("re-upgrade", step, bind, True)]
+                yield step
+                current.clear()
+                if not _roll_back(connection, context, back):  # the downgrade took the savepoint away
+                    real.add(key)
+                    done.discard(key)
+                    findings[:] = [f for f in findings if f.check != NAME
+                                   or f.details.get("revision") != revision.revision]
+                    raise _Restart
+                if mark:  # at the state after the upgrade (`after`), checked
+                    checkpoint.forget(connection, mark)
+                before = after
+                break
+            if back:
+                _roll_back(connection, context, back)  # nothing to roll back to: only let go of it
+            if not clean:
                 if mark and checkpoint.restore(connection, mark):
                     continue  # at the state before the revision (`before`): upgrade it, untested
-                raise
+                raise _Restart
             yield from run("re-upgrade", RevisionStep(revision_map, revision, True))
             again = snapshot.take(connection, context.version_table)
             if snapshot.differences(after, again):
@@ -208,6 +266,35 @@ def _walk(project: Project, heads: tuple[str, ...], context: MigrationContext, *
                 checkpoint.forget(connection, mark)
             before = again
             break
+
+
+def _hold(connection: Connection, context: MigrationContext) -> _Back | None:
+    """A savepoint at the state after a revision's upgrade, for its downgrade to run in; None where
+    there is none to take. Alembic is told the DDL is transactional, so that it neither begins nor
+    commits a transaction for the downgrade: the walk ends it (_roll_back)."""
+    transaction = compat.hold_transaction(connection)
+    mark = checkpoint.take(connection, _AFTER_UPGRADE)
+    if mark is None:
+        if transaction is not None:
+            transaction.commit()
+        return None
+    back = _Back(mark, transaction, context.impl.transactional_ddl)
+    context.impl.transactional_ddl = True
+    return back
+
+
+def _roll_back(connection: Connection, context: MigrationContext, back: _Back) -> bool:
+    """Undo what ran since `back`; False when that cannot be done (the downgrade ended the
+    transaction, or took the savepoint away), and nothing changed."""
+    restored = checkpoint.restore(connection, back.mark)
+    context.impl.transactional_ddl = back.ddl
+    if back.transaction is not None and back.transaction.is_active:
+        back.transaction.commit()
+    return restored
+
+
+def _nothing(**_: Any) -> None:
+    """The upgrade() of a re-upgrade step that the walk rolls back instead."""
 
 
 @contextmanager

@@ -11,7 +11,7 @@ of its own): then the mark is gone, and `restore` says so instead of failing, si
 a failed statement would abort the migrations' transaction. After a revision's own
 `op.execute("commit")`, psycopg2 still counts itself in a transaction and sends no BEGIN: the
 statements that follow run outside any, where a savepoint cannot be taken, so no mark is taken
-there (the walk rebuilds instead, as on MySQL). These three functions are the walk's
+there (the walk rebuilds instead, as on MySQL). These functions are the walk's
 only way back; another way (e.g. a clone of a server database kept per revision) fits behind them.
 """
 
@@ -31,35 +31,42 @@ _TRANSACTIONAL = ("sqlite", "postgresql")
 
 class Mark(NamedTuple):
     transaction: Any  # what tells the transaction the savepoint lives in from a later one
+    name: str
 
 
-def take(connection: sa.engine.Connection) -> Mark | None:
-    """A mark of the state now, or None where rolling back would not undo DDL."""
+def take(connection: sa.engine.Connection, name: str = _NAME) -> Mark | None:
+    """A mark of the state now, or None where rolling back would not undo DDL. Marks of different
+    `name`s nest."""
     if connection.dialect.name not in _TRANSACTIONAL or compat.outside_transaction(connection):
         return None
-    _run(connection, f"SAVEPOINT {_NAME}")  # on SQLite outside a transaction, it starts one
-    return Mark(_transaction(connection))
+    _run(connection, f"SAVEPOINT {name}")  # on SQLite outside a transaction, it starts one
+    return Mark(_transaction(connection), name)
+
+
+def holds(connection: sa.engine.Connection, mark: Mark) -> bool:
+    """Whether the transaction `mark` lives in is still the one open."""
+    return _transaction(connection) == mark.transaction
 
 
 def restore(connection: sa.engine.Connection, mark: Mark) -> bool:
     """Back to the state at `mark`, which is then gone; False when that cannot be done (the
     transaction it lived in ended), and nothing changed."""
-    if _transaction(connection) != mark.transaction:
+    if not holds(connection, mark):
         return False
     try:
-        _run(connection, f"ROLLBACK TO SAVEPOINT {_NAME}")
+        _run(connection, f"ROLLBACK TO SAVEPOINT {mark.name}")
     except sqlite3.OperationalError:  # "no such savepoint": SQLite's statement fails alone
         return False
-    _run(connection, f"RELEASE SAVEPOINT {_NAME}")
+    _run(connection, f"RELEASE SAVEPOINT {mark.name}")
     return True
 
 
 def forget(connection: sa.engine.Connection, mark: Mark) -> None:
     """The state at `mark` is no longer needed (what ran since stays)."""
-    if _transaction(connection) == mark.transaction:
+    if holds(connection, mark):
         # SQLite: gone with a COMMIT and a new BEGIN of the revision's own, and the statement fails alone
         with contextlib.suppress(sqlite3.OperationalError):
-            _run(connection, f"RELEASE SAVEPOINT {_NAME}")
+            _run(connection, f"RELEASE SAVEPOINT {mark.name}")
 
 
 def _transaction(connection: sa.engine.Connection) -> Any:

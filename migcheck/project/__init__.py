@@ -25,6 +25,7 @@ class Options(NamedTuple):
     db_url: str | None = None  # a PostgreSQL / MySQL server for the scratch databases (else SQLite)
     sources: tuple[str, ...] = ()  # more directories the imports check searches for models
     cache: bool = True  # resume from the migrated database of an earlier run (see cache.py)
+    reupgrade: bool = False  # re-upgrade every round-tripped revision (see checks/roundtrip.py)
     since: str | None = None  # the revisions after this one are the undeployed ones (see scope.py)
     git_base: str | None = None  # else the revision files new relative to this git ref
     target: str | None = None  # the database type the project deploys on (see checks/safety.py)
