@@ -318,6 +318,8 @@ def _own_command(context: MigrationContext) -> Iterator[None]:
 def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snapshot.Snapshot,
              revision: Script, findings: list[Finding]) -> None:
     differences = snapshot.differences(before, back, upgraded)
+    if not differences:  # the usual case: no need to know what the upgrade did
+        return
     for difference in _causes(differences, snapshot.differences(before, upgraded),
                               source.renames_columns(revision.path)):
         rule, template = _MESSAGES[difference.kind]
@@ -330,8 +332,7 @@ def _compare(before: snapshot.Snapshot, back: snapshot.Snapshot, upgraded: snaps
         named = {key: value for key in ("column", "name") if (value := getattr(difference, key))}
         findings.append(finding._replace(details={**finding.details, "table": difference.table,
                                                   **named}))
-    if differences:
-        raise _Restart  # re-upgrading on top of a wrong schema would only report the same thing
+    raise _Restart  # re-upgrading on top of a wrong schema would only report the same thing
 
 
 def _causes(differences: list[snapshot.Difference], upgrade: list[snapshot.Difference],
