@@ -3,17 +3,20 @@
 All in one run of env.py over one loaded script directory: for every revision from base to head,
 upgrade it, snapshot, downgrade it, compare with the snapshot from before, upgrade it again and
 compare with the snapshot from after. This also does the upgrade check's work (it ends at head), so
-the runner uses it in place of a plain upgrade. On SQLite, unless --reupgrade, the downgrade runs in
-a savepoint taken after the upgrade, and the walk rolls it back instead of upgrading again: the
-snapshot there is all of sqlite_master, so a checked downgrade proves the re-upgrade would start
-where the upgrade started, at the cost of one upgrade and one snapshot less per revision (what that
-cannot see, a module that remembers it ran, is --reupgrade's; servers' snapshots do not see enum
-types, views or triggers, so they always re-upgrade). A bad downgrade is rolled back the same way.
-With a re-upgrade, when a revision's downgrade leaves something behind,
-the walk goes back to the state before the revision (a savepoint, databases/checkpoint.py), upgrades
-it again and goes on, so one bad revision does not hide the next. Where there is no way back (MySQL
-and MariaDB, a revision that ended the transaction, a downgrade that raised, generated rows in the
-tables), the scratch database is rebuilt up to that revision instead.
+the runner uses it in place of a plain upgrade.
+
+On SQLite, unless --reupgrade, the downgrade runs in a savepoint taken after the upgrade, and the
+walk rolls it back instead of upgrading again: the snapshot there is all of sqlite_master, so a
+checked downgrade proves the re-upgrade would start where the upgrade started, at the cost of one
+upgrade and one snapshot less per revision. What that cannot see, a module that remembers it ran,
+is --reupgrade's; servers' snapshots do not see enum types, views or triggers, so on a server the
+walk always re-upgrades. A bad downgrade is rolled back the same way.
+
+With a re-upgrade, when a revision's downgrade leaves something behind, the walk goes back to the
+state before the revision (a savepoint, databases/checkpoint.py), upgrades it again and goes on, so
+one bad revision does not hide the next. Where there is no way back (MySQL and MariaDB, a revision
+that ended the transaction, a downgrade that raised, generated rows in the tables), the scratch
+database is rebuilt up to that revision instead.
 
 SQLite runs the walk in one transaction for that (Alembic's `transactional_ddl`), but only once a
 history has shown a bad downgrade: a history whose downgrades are right never needs the way back,

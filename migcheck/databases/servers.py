@@ -40,7 +40,7 @@ _DRIVERS = {"postgresql": (compat.postgresql_driver(), "postgres"), "mysql": ("p
 _OTHER_DRIVERS = {"postgresql": compat.other_postgresql_drivers(), "mysql": ("mysqldb", "mysqlconnector"),
                   "mariadb": ("mysqldb", "mysqlconnector")}
 _PG_SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
-_MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
+MAX_NAME = 63  # PostgreSQL's identifier limit (MySQL's is 64)
 # What sqlalchemy-utils runs on a MySQL connection without a database: a catalog query about one
 # database by name, or CREATE DATABASE (with options such as CHARACTER SET).
 _MAINTENANCE_STATEMENT = re.compile(
@@ -231,8 +231,8 @@ class Server:
             engine.dispose()
         if leftovers:  # a new database is the one sure way to empty it (and CREATE DATABASE is slow)
             with self._admin() as connection:
-                _drop(connection, name)
-                compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, name)}")
+                drop_database(connection, name)
+                compat.exec_sql(connection, f"CREATE DATABASE {quote_name(connection, name)}")
         return had_tables
 
     def drop_roles(self) -> list[str]:
@@ -245,7 +245,7 @@ class Server:
                 try:
                     _drop_role(connection, role)
                 except sa.exc.DBAPIError as exc:
-                    left.append(f"{_role_label(role)} ({_error(exc)})")
+                    left.append(f"{_role_label(role)} ({describe_error(exc)})")
         return left
 
     def _new_roles(self, connection: sa.engine.Connection) -> list[tuple[str, str]]:
@@ -281,7 +281,7 @@ class Server:
                 try:
                     for name in names:
                         if name.startswith(f"migcheck_r{token}_"):
-                            _drop(connection, name)
+                            drop_database(connection, name)
                             dropped.append(name)
                 except sa.exc.DBAPIError:
                     continue  # not ours to drop (another user's run): left to someone who may
@@ -297,7 +297,7 @@ class Server:
                 if self.given and self.names:
                     _empty(connection, self.extensions, self.schemas)
                 for name in list(self.created):
-                    _drop(connection, name)
+                    drop_database(connection, name)
                     self.created.remove(name)
             roles = self.drop_roles()  # after the databases, which may hold their privileges
         except (sa.exc.SQLAlchemyError, UsageError) as exc:
@@ -313,29 +313,29 @@ class Server:
             connection = self.admin.connect()
         except sa.exc.DBAPIError as exc:
             raise UsageError(f"{self.origin}: cannot connect to {self.label} as "
-                             f"{self.url.username or 'the default user'}: {_error(exc)}") from None
+                             f"{self.url.username or 'the default user'}: {describe_error(exc)}") from None
         if self.backend != "postgresql":
             compat.exec_sql(connection, "SET SESSION lock_wait_timeout = 30")
         return connection
 
     def _name_for(self, bind_key: str | None) -> str:
         bind = "default" if bind_key is None else re.sub(r"[^a-z0-9_]", "_", bind_key.lower())
-        base = f"migcheck_r{self.token}_{bind}"[:_MAX_NAME]
+        base = f"migcheck_r{self.token}_{bind}"[:MAX_NAME]
         name, number = base, 1
         while name in self.names.values():
             number += 1
-            name = f"{base[:_MAX_NAME - 4]}_{number}"
+            name = f"{base[:MAX_NAME - 4]}_{number}"
         return name
 
     def _create(self, name: str) -> str:
         with self._admin() as connection:
             self.created.append(name)  # first: a Ctrl-C right after the CREATE must still drop it
             try:
-                compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, name)}")
+                compat.exec_sql(connection, f"CREATE DATABASE {quote_name(connection, name)}")
             except sa.exc.DBAPIError as exc:
                 self.created.remove(name)
                 raise UsageError(f"{self.origin}: cannot create the scratch database {name!r} on "
-                                 f"{self.label}: {_error(exc)}. {self._grant_advice()}") from None
+                                 f"{self.label}: {describe_error(exc)}. {self._grant_advice()}") from None
         return name
 
     def _grant_advice(self) -> str:
@@ -384,16 +384,16 @@ def _bind_label(key: str | None) -> str:
     return "default" if key is None else repr(key)
 
 
-def _error(exc: sa.exc.DBAPIError) -> str:
+def describe_error(exc: sa.exc.DBAPIError) -> str:
     return " ".join(str(exc.orig).split()) if exc.orig is not None else str(exc)
 
 
-def _quote(connection: sa.engine.Connection, name: str) -> str:
+def quote_name(connection: sa.engine.Connection, name: str) -> str:
     return connection.dialect.identifier_preparer.quote_identifier(name)
 
 
-def _drop(connection: sa.engine.Connection, name: str) -> None:
-    quoted = _quote(connection, name)
+def drop_database(connection: sa.engine.Connection, name: str) -> None:
+    quoted = quote_name(connection, name)
     if connection.dialect.name == "postgresql":
         # FORCE ends connections left open by an interrupted run (PostgreSQL 13+).
         force = " WITH (FORCE)" if (connection.dialect.server_version_info or (0,)) >= (13,) else ""
@@ -430,7 +430,7 @@ def _roles(connection: sa.engine.Connection) -> frozenset[tuple[str, str]] | Non
 def _drop_role(connection: sa.engine.Connection, role: tuple[str, str]) -> None:
     name, host = role
     if connection.dialect.name == "postgresql":
-        quoted = _quote(connection, name)
+        quoted = quote_name(connection, name)
         # What it owns and its privileges in this database and on shared objects (the scratch
         # databases, dropped already, held the rest).
         compat.exec_sql(connection, f"DROP OWNED BY {quoted}")
@@ -563,16 +563,16 @@ def _empty(connection: sa.engine.Connection, extensions: frozenset[str],
     postgres = connection.dialect.name == "postgresql"
     if postgres:
         for name in sorted(_extensions(connection) - extensions):
-            connection.execute(sa.text(f"DROP EXTENSION IF EXISTS {_quote(connection, name)} CASCADE"))
+            connection.execute(sa.text(f"DROP EXTENSION IF EXISTS {quote_name(connection, name)} CASCADE"))
         for schema in sorted(str(s) for s in set(_schemas(connection)) - schemas):
-            connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {_quote(connection, schema)} CASCADE"))
+            connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {quote_name(connection, schema)} CASCADE"))
     else:
         inspector = sa.inspect(connection)
         compat.exec_sql(connection, "SET FOREIGN_KEY_CHECKS = 0")
         for view in inspector.get_view_names():
-            compat.exec_sql(connection, f"DROP VIEW IF EXISTS {_quote(connection, view)}")
+            compat.exec_sql(connection, f"DROP VIEW IF EXISTS {quote_name(connection, view)}")
         for table in inspector.get_table_names():
-            compat.exec_sql(connection, f"DROP TABLE IF EXISTS {_quote(connection, table)}")
+            compat.exec_sql(connection, f"DROP TABLE IF EXISTS {quote_name(connection, table)}")
     for content in _contents(connection):  # IF EXISTS: a CASCADE may have dropped it already
         if content.drop:
             connection.execute(sa.text(content.drop.replace(":", "\\:")))  # not a bind parameter

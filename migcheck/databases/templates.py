@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from migcheck import compat
-from migcheck.databases.servers import _MAX_NAME, Server, _drop, _error, _quote
+from migcheck.databases.servers import MAX_NAME, Server, describe_error, drop_database, quote_name
 
 AGE = 14 * 24 * 3600  # a cache database no run used for this long is dropped
 SERVER_KEEP = 20  # cache entries kept on one server, of all projects
@@ -51,9 +51,9 @@ def names(key: str, binds: Iterable[str | None]) -> dict[str | None, str]:
     found: dict[str | None, str] = {}
     for bind in binds:
         label = "default" if bind is None else re.sub(r"[^a-z0-9_]", "_", bind.lower())
-        name = f"migcheck_c{key}_{label}"[:_MAX_NAME]
+        name = f"migcheck_c{key}_{label}"[:MAX_NAME]
         if name in found.values():  # two binds alike once shortened
-            name = f"{name[:_MAX_NAME - 4]}_{len(found)}"
+            name = f"{name[:MAX_NAME - 4]}_{len(found)}"
         found[bind] = name
     return found
 
@@ -71,7 +71,7 @@ def save(server: Server, key: str, databases: dict[str | None, str]) -> bool:
                 return False
             try:
                 for bind, name in databases.items():
-                    _drop(connection, name)
+                    drop_database(connection, name)
                     _copy(connection, server.names[bind], name)
                     _mark_used(connection, name)
             finally:
@@ -79,7 +79,7 @@ def save(server: Server, key: str, databases: dict[str | None, str]) -> bool:
     except sa.exc.DBAPIError:
         with server._admin() as connection:  # a half-made entry is never kept
             for name in databases.values():
-                _drop(connection, name)
+                drop_database(connection, name)
         return False
     return True
 
@@ -96,13 +96,13 @@ def restore(server: Server, key: str, databases: dict[str | None, str]) -> str |
                 return "gone"
             try:
                 for bind, name in databases.items():
-                    _drop(connection, server.names[bind])
+                    drop_database(connection, server.names[bind])
                     _copy(connection, name, server.names[bind])
                     _mark_used(connection, name)
             except sa.exc.DBAPIError:  # the walk starts from empty scratch databases again
                 for scratch in server.names.values():
-                    _drop(connection, scratch)
-                    compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, scratch)}")
+                    drop_database(connection, scratch)
+                    compat.exec_sql(connection, f"CREATE DATABASE {quote_name(connection, scratch)}")
                 return "gone"
         finally:
             _unlock(connection, key)
@@ -119,7 +119,7 @@ def drop(server: Server, key: str, databases: Iterable[str]) -> list[str]:
         try:
             for name in databases:
                 try:
-                    _drop(connection, name)
+                    drop_database(connection, name)
                 except sa.exc.DBAPIError:  # not the owner: left to the user who made it
                     continue
                 dropped.append(name)
@@ -165,12 +165,12 @@ def _existing(connection: sa.engine.Connection) -> set[str]:
 
 
 def _copy(connection: sa.engine.Connection, source: str, target: str) -> None:
-    compat.exec_sql(connection, f"CREATE DATABASE {_quote(connection, target)} "
-                                f"TEMPLATE {_quote(connection, source)}")
+    compat.exec_sql(connection, f"CREATE DATABASE {quote_name(connection, target)} "
+                                f"TEMPLATE {quote_name(connection, source)}")
 
 
 def _mark_used(connection: sa.engine.Connection, name: str) -> None:
-    compat.exec_sql(connection, f"COMMENT ON DATABASE {_quote(connection, name)} IS "
+    compat.exec_sql(connection, f"COMMENT ON DATABASE {quote_name(connection, name)} IS "
                                 f"'migcheck cache, last used at {int(time.time())}'")
 
 
@@ -184,7 +184,7 @@ def _lock(connection: sa.engine.Connection, key: str, wait: bool = True) -> bool
     try:
         connection.execute(sa.text("SELECT pg_advisory_lock(:class, :object)"), keys)
     except sa.exc.OperationalError as exc:  # lock_not_available
-        if "lock timeout" not in _error(exc):
+        if "lock timeout" not in describe_error(exc):
             raise
         return False
     finally:
