@@ -83,13 +83,13 @@ def load(script: ScriptDirectory, cache_root: Path | None) -> list[Script]:
         except OSError:
             content = None
         if content is None:
-            return real(directory, filename)
+            return real(os.fspath(directory), os.fspath(filename))
         digest = hashlib.sha256(content).hexdigest()
         entry = known.get(digest)
         if entry is not None and _importable(entry["imports"]):
             seen[digest] = entry
-            return _stand_in(entry, path, lambda: real(directory, filename))
-        module = real(directory, filename)
+            return _stand_in(entry, path, lambda: real(os.fspath(directory), os.fspath(filename)))
+        module = real(os.fspath(directory), os.fspath(filename))
         entry = _entry(content, path, module)
         if entry is not None:
             seen[digest] = entry
