@@ -503,29 +503,18 @@ def test_after_a_bad_downgrade_postgresql_goes_back_to_a_savepoint(server: Serve
     assert runs.read_text().count("run") == (2 if server.name == "postgresql" else 4)
 
 
-def test_a_revision_that_commits_is_rebuilt_not_rolled_back(postgres: Server, project: Project) -> None:
+@pytest.mark.parametrize("ends_its_transaction", [
     # autocommit_block() commits the migrations' transaction: the savepoint is gone with it, so the
     # walk rebuilds (and must not fail on the lost savepoint, which would abort the transaction).
-    comments = project.revision_file("e9e549eb0d5f")
-    project.edit(comments, "def upgrade():\n",
-                 "def upgrade():\n    with op.get_context().autocommit_block():\n"
-                 "        op.execute('SELECT 1')\n")
-    project.replace_downgrade("e9e549eb0d5f", "    pass\n")
-    project.add_revision("f3f300000001", "e9e549eb0d5f",
-                         "op.add_column('tag', sa.Column('colour', sa.String(8)))", "pass", "tag colour")
-    result = run_on(postgres, project, "--select", "upgrade,roundtrip")
-    assert result.code == 1, result.output
-    assert "downgrade of `e9e549eb0d5f` leaves table `comment` behind" in result.out
-    assert "downgrade of `f3f300000001` leaves column `tag.colour` behind" in result.out
-    assert "upgrade:" not in result.out
-
-
-def test_a_revision_that_commits_and_begins_anew_is_rebuilt_not_rolled_back(postgres: Server,
-                                                                           project: Project) -> None:
+    "    with op.get_context().autocommit_block():\n        op.execute('SELECT 1')\n",
     # Its own COMMIT and BEGIN, unseen by psycopg2: the savepoint is gone, and the walk must tell the
     # new transaction from the one the savepoint lived in by its id (a start time can repeat).
+    "    op.execute('COMMIT; BEGIN')\n",
+], ids=["autocommit-block", "commit-and-begin"])
+def test_a_revision_that_commits_is_rebuilt_not_rolled_back(postgres: Server, project: Project,
+                                                            ends_its_transaction: str) -> None:
     comments = project.revision_file("e9e549eb0d5f")
-    project.edit(comments, "def upgrade():\n", "def upgrade():\n    op.execute('COMMIT; BEGIN')\n")
+    project.edit(comments, "def upgrade():\n", "def upgrade():\n" + ends_its_transaction)
     project.replace_downgrade("e9e549eb0d5f", "    pass\n")
     project.add_revision("f3f300000001", "e9e549eb0d5f",
                          "op.add_column('tag', sa.Column('colour', sa.String(8)))", "pass", "tag colour")
