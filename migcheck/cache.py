@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from alembic.script import Script
 
-from migcheck import __version__, rules
+from migcheck import __version__, kept, rules
 from migcheck.checks.data import ROW_RULES
 from migcheck.checks.graph import parents
 from migcheck.databases import guard, templates
@@ -273,9 +273,7 @@ def save(cache: Cache, project: Project, findings: list[Finding], roundtrip: boo
                                      if f.rule != "roundtrip-irreversible"]}
             if databases is not None:
                 manifest["databases"] = [[bind, name] for bind, name in databases.items()]
-            text = json.dumps(manifest, default=str)
-            (staging / "manifest.json").write_text(json.dumps(
-                {"sha256": hashlib.sha256(text.encode()).hexdigest(), "manifest": text}))
+            (staging / "manifest.json").write_text(kept.seal(json.dumps(manifest, default=str)))
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(staging, entry)
         finally:
@@ -296,12 +294,9 @@ def _entries(directory: Path) -> list[Path]:
 def _load_manifest(path: Path) -> dict[str, Any] | None:
     """An entry's manifest if it is intact (its hash matches) and well-formed, else None."""
     try:
-        envelope = json.loads(path.read_text(encoding="utf-8"))
-        text = envelope["manifest"]
-        if hashlib.sha256(text.encode()).hexdigest() != envelope["sha256"]:
-            return None
-        manifest = json.loads(text)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        text = kept.unseal(path.read_text(encoding="utf-8"))
+        manifest = None if text is None else json.loads(text)
+    except (OSError, ValueError):
         return None
     return manifest if _well_formed(manifest) else None
 

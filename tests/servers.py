@@ -145,7 +145,7 @@ def cache_databases(caches: list[Path]) -> list[str]:
 
     names = []
     for manifest in (m for cache in caches for m in cache.glob("*/*/manifest.json")):
-        saved = json.loads(json.loads(manifest.read_text())["manifest"])
+        saved = json.loads(json.loads(manifest.read_text())["content"])
         names += [name for _, name in saved.get("databases") or []]
     return names
 
