@@ -1,3 +1,3 @@
-from migcheck.cli import main
+from migcheck.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())
