@@ -32,6 +32,18 @@ from sqlalchemy.engine.url import make_url as _make_url
 from sqlalchemy.orm import Mapper
 
 SQLALCHEMY_2 = int(sa.__version__.split(".")[0]) >= 2
+# 1.4 on: engines cache compiled statements (create_engine's query_cache_size)
+_CACHES_STATEMENTS = tuple(map(int, re.findall(r"\d+", sa.__version__)[:2])) >= (1, 4)
+
+
+# --- SQLAlchemy: engines --------------------------------------------------------------------------
+
+def scratch_engine_options() -> dict[str, Any]:
+    """How the app's engines are created on the scratch databases: without a cache of compiled
+    statements. A walk runs each statement once or twice, and the 500 statements SQLAlchemy keeps
+    keep their tables alive: those of every batch copy Alembic made, dead, rescanned by the garbage
+    collector (measured: 122 against 81 MB peak at N=200, 284 against 104 MB at N=1000)."""
+    return {"query_cache_size": 0} if _CACHES_STATEMENTS else {}
 
 
 # --- SQLAlchemy: URLs ---------------------------------------------------------------------------

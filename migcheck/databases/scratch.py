@@ -121,7 +121,7 @@ class Scratch:
                                     value if isinstance(value, dict) and "connect_args" in value else options)
         app_config["SQLALCHEMY_BINDS"] = binds
         # Options meant for the real server (connect_args, pool sizes) do not fit a scratch engine.
-        app_config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+        app_config["SQLALCHEMY_ENGINE_OPTIONS"] = compat.scratch_engine_options()
         app_config["SQLALCHEMY_ECHO"] = False
         for key, value in compat.FLASK_SQLALCHEMY_QUIET_CONFIG.items():
             app_config.setdefault(key, value)
