@@ -192,8 +192,10 @@ def _restore_databases(server: Server, project: Project, entry: Path, manifest: 
 
 
 def _server_key(entry: Path) -> str:
-    """An entry's key on the server: its environment and heads (entry names alone may repeat)."""
-    return _digest([entry.parent.name, entry.name])[:12]
+    """An entry's key on the server: its cache directory, environment and heads. The directory
+    too: two copies of a project with caches of their own (two checkouts, two CI jobs on one
+    server) would otherwise share databases that each one's eviction drops under the other."""
+    return _digest([os.path.realpath(entry.parent.parent), entry.parent.name, entry.name])[:12]
 
 
 def _remove(entry: Path, manifest: dict[str, Any] | None, server: Server | None) -> None:
