@@ -125,14 +125,14 @@ class Server:
     def open(self) -> None:
         """Connect before the app loads, so that a wrong URL, a missing privilege or a non-empty
         given database stops the run with an error about the server, not about the app."""
-        with self._admin() as connection:
+        with self.connect_admin() as connection:
             self.roles = _roles(connection)
             if self.given:
                 found = [content.label for content in _contents(connection)]
                 self.extensions = _extensions(connection)
                 self.schemas = frozenset(_schemas(connection))
         if not self.given:
-            self.lock = self._admin()
+            self.lock = self.connect_admin()
             _lock(self.lock, self.token, wait=True)  # before any database of this run exists
             self.reclaimed = self._reclaim()
             self.url_for(None)  # the default bind's database; nearly every app has one
@@ -204,7 +204,7 @@ class Server:
         the server again: the other run dropped its own, and this one has created none yet."""
         if self.roles_lock is not None:
             return
-        self.roles_lock = self._admin()
+        self.roles_lock = self.connect_admin()
         if self.backend == "postgresql":
             compat.exec_sql(self.roles_lock, f"SELECT pg_advisory_lock({_PG_ROLES_LOCK}, 0)")
         else:
@@ -216,7 +216,7 @@ class Server:
         until drop_roles (after every bind's reset: one may hold privileges in several databases)."""
         name = self.names[bind_key]
         if self.given:
-            with self._admin() as connection:
+            with self.connect_admin() as connection:
                 had_tables = bool(_tables(connection))
                 _empty(connection, self.extensions, self.schemas)
             return had_tables
@@ -230,7 +230,7 @@ class Server:
         finally:
             engine.dispose()
         if leftovers:  # a new database is the one sure way to empty it (and CREATE DATABASE is slow)
-            with self._admin() as connection:
+            with self.connect_admin() as connection:
                 drop_database(connection, name)
                 compat.exec_sql(connection, f"CREATE DATABASE {quote_name(connection, name)}")
         return had_tables
@@ -239,7 +239,7 @@ class Server:
         """Drop the roles and users the run created; returns those that could not be dropped."""
         if not self.named_roles:
             return []
-        with self._admin() as connection:
+        with self.connect_admin() as connection:
             left = []
             for role in self._new_roles(connection):
                 try:
@@ -271,7 +271,7 @@ class Server:
     def _reclaim(self) -> list[str]:
         """Drop the scratch databases of killed runs (their lock is free); returns their names."""
         dropped = []
-        with self._admin() as connection:
+        with self.connect_admin() as connection:
             query = "SELECT datname FROM pg_database" if self.backend == "postgresql" else "SHOW DATABASES"
             names = sorted(str(name) for (name,) in compat.exec_sql(connection, query))
             tokens = {match[1] for match in map(_SCRATCH_NAME.match, names) if match} - {self.token}
@@ -293,7 +293,7 @@ class Server:
         if not self.created and not (self.given and self.names) and not self.named_roles:
             return None
         try:
-            with self._admin() as connection:
+            with self.connect_admin() as connection:
                 if self.given and self.names:
                     _empty(connection, self.extensions, self.schemas)
                 for name in list(self.created):
@@ -308,7 +308,9 @@ class Server:
             return f"could not drop what the run created on {self.label}: {', '.join(roles)}; drop it by hand"
         return None
 
-    def _admin(self) -> sa.engine.Connection:
+    def connect_admin(self) -> sa.engine.Connection:
+        """A connection to the server's maintenance database, for what is done to whole databases
+        (create, copy, drop); a server that cannot be reached is the user's error, exit 2."""
         try:
             connection = self.admin.connect()
         except sa.exc.DBAPIError as exc:
@@ -328,7 +330,7 @@ class Server:
         return name
 
     def _create(self, name: str) -> str:
-        with self._admin() as connection:
+        with self.connect_admin() as connection:
             self.created.append(name)  # first: a Ctrl-C right after the CREATE must still drop it
             try:
                 compat.exec_sql(connection, f"CREATE DATABASE {quote_name(connection, name)}")

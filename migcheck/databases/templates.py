@@ -66,7 +66,7 @@ def save(server: Server, key: str, databases: dict[str | None, str]) -> bool:
     if server.named_roles:
         return False
     try:
-        with server._admin() as connection:
+        with server.connect_admin() as connection:
             if not _lock(connection, key):
                 return False
             try:
@@ -77,7 +77,7 @@ def save(server: Server, key: str, databases: dict[str | None, str]) -> bool:
             finally:
                 _unlock(connection, key)
     except sa.exc.DBAPIError:
-        with server._admin() as connection:  # a half-made entry is never kept
+        with server.connect_admin() as connection:  # a half-made entry is never kept
             for name in databases.values():
                 drop_database(connection, name)
         return False
@@ -88,7 +88,7 @@ def restore(server: Server, key: str, databases: dict[str | None, str]) -> str |
     """Recreate the run's scratch databases from the entry's. None when done; else why not:
     "busy" (another run uses the entry: this one runs cold) or "gone" (a database vanished: the
     entry is not to be trusted)."""
-    with server._admin() as connection:
+    with server.connect_admin() as connection:
         if not _lock(connection, key):
             return "busy"
         try:
@@ -113,7 +113,7 @@ def drop(server: Server, key: str, databases: Iterable[str]) -> list[str]:
     """Drop an evicted entry's databases, unless a run is using them (then the age rule will), or
     they are another user's; returns those dropped."""
     dropped = []
-    with server._admin() as connection:
+    with server.connect_admin() as connection:
         if not _lock(connection, key, wait=False):
             return []
         try:
@@ -134,7 +134,7 @@ def evict_old(server: Server) -> None:
     time (a CI runner) makes a new entry each time."""
     entries: dict[str, list[str]] = {}
     used: dict[str, int] = {}
-    with server._admin() as connection:
+    with server.connect_admin() as connection:
         for name, comment in compat.exec_sql(connection, _LIST):
             key = _NAME.match(name)[1]  # type: ignore[index]
             entries.setdefault(key, []).append(name)
@@ -148,7 +148,7 @@ def evict_old(server: Server) -> None:
 def clear(server: Server) -> list[str]:
     """Drop migcheck's cache databases on the server (not one a run is copying at that moment, nor
     another user's); returns their names."""
-    with server._admin() as connection:
+    with server.connect_admin() as connection:
         names = [name for name, _ in compat.exec_sql(connection, _LIST)]
     dropped = []
     for name in names:
