@@ -70,6 +70,16 @@ def test_an_edited_revision_invalidates_the_entry(postgres: Server, project: Pro
     assert LEAVES in result.out
 
 
+def test_two_cache_directories_keep_databases_of_their_own(postgres: Server, project: Project) -> None:
+    """Two copies of a project with caches of their own (two CI jobs on one server): each one's
+    eviction drops only its own entries, never the other's."""
+    other = project.path / "other" / ".migcheck-cache"  # dropped after the test, as ours is
+    assert _run(postgres, project).code == 0
+    assert project.run("--db-url", postgres.url, env={"MIGCHECK_CACHE_DIR": str(other)}).code == 0
+    [ours], [theirs] = _kept(project), cache_databases([other])
+    assert ours != theirs and {ours, theirs} <= postgres.databases()
+
+
 def test_a_vanished_cache_database_is_not_trusted(postgres: Server, project: Project) -> None:
     assert _run(postgres, project).code == 0
     [name] = _kept(project)
