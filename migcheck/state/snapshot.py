@@ -179,12 +179,15 @@ SELECT 'k', TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION, COLUMN_NAME, REFERENC
 ORDER BY 1, 2, 3, 4, 5""",
 }
 _FINGERPRINTS["mariadb"] = _FINGERPRINTS["mysql"]
+_TABLE_COLUMN = {"postgresql": 0, "mysql": 1, "mariadb": 1}  # where a fingerprint row names its table
 _SEEN: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}  # fingerprint -> shape, the latest last
 _SEEN_UP_TO = 4  # before, after the upgrade, after the downgrade, after the re-upgrade
+_SEEN_TABLES: dict[tuple[Any, ...], dict[str, Any]] = {}  # a table's fingerprint -> its shape
 
 
 def _reflect_unless_seen(connection: sa.Connection, version_table: str) -> dict[str, dict[str, Any]]:
-    """The shape of a recent snapshot with the same fingerprint, else the reflected one."""
+    """The shape of a recent snapshot with the same fingerprint; else the tables reflected, but for
+    those whose own fingerprint was seen in recent snapshots (a revision mostly changes one table)."""
     dialect = connection.dialect
     query = _FINGERPRINTS.get(dialect.name)
     if query is None:
@@ -194,16 +197,40 @@ def _reflect_unless_seen(connection: sa.Connection, version_table: str) -> dict[
            hashlib.sha256(repr(rows).encode()).digest())
     shape = _SEEN.pop(key, None)
     if shape is None:
-        shape = _reflect(connection, version_table)
+        shape = _reflect_changed(connection, version_table, rows)
     _SEEN[key] = shape
     while len(_SEEN) > _SEEN_UP_TO:
         del _SEEN[next(iter(_SEEN))]
     return shape
 
 
-def _reflect(connection: sa.Connection, version_table: str) -> dict[str, dict[str, Any]]:
+def _reflect_changed(connection: sa.Connection, version_table: str, rows: list[tuple[Any, ...]]
+                     ) -> dict[str, dict[str, Any]]:
+    dialect = connection.dialect
+    column = _TABLE_COLUMN[dialect.name]
+    per_table: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        per_table.setdefault(str(row[column]), []).append(row)
+    keys = {table: (dialect.name, dialect.server_version_info, table,
+                    hashlib.sha256(repr(table_rows).encode()).digest())
+            for table, table_rows in per_table.items()}
+    tables = [t for t in sa.inspect(connection).get_table_names() if t != version_table]
+    known = {t: _SEEN_TABLES.pop(keys[t]) for t in tables if keys.get(t) in _SEEN_TABLES}
+    shape = {**known, **_reflect(connection, version_table, [t for t in tables if t not in known])}
+    for table in tables:
+        if table in keys:
+            _SEEN_TABLES[keys[table]] = shape[table]
+    while len(_SEEN_TABLES) > _SEEN_UP_TO * (len(tables) + 1):
+        del _SEEN_TABLES[next(iter(_SEEN_TABLES))]
+    return {table: shape[table] for table in tables}
+
+
+def _reflect(connection: sa.Connection, version_table: str, tables: list[str] | None = None
+             ) -> dict[str, dict[str, Any]]:
+    """The shape of these tables (default: all but the version table)."""
     inspector = sa.inspect(connection)
-    tables = [t for t in inspector.get_table_names() if t != version_table]
+    if tables is None:
+        tables = [t for t in inspector.get_table_names() if t != version_table]
     dialect = connection.dialect
     shape = {}
     for table, reflected in compat.reflected_tables(inspector, tables).items():
