@@ -227,6 +227,26 @@ def reflect_table(name: str, metadata: sa.MetaData, connection: sa.engine.Connec
     return sa.Table(name, metadata, autoload_with=connection, resolve_fks=False)
 
 
+def reflect_tables(names: list[str], metadata: sa.MetaData, connection: sa.engine.Connection
+                   ) -> tuple[dict[str, sa.Table], dict[str, Exception]]:
+    """Reflected tables (as `reflect_table`), and why each one that cannot be reflected cannot.
+    SQLAlchemy 2.0 reflects them all at once (on PostgreSQL one query per aspect, not per table);
+    where that fails, and before 2.0, they are reflected one by one."""
+    if SQLALCHEMY_2 and names:
+        try:
+            metadata.reflect(bind=connection, only=names, resolve_fks=False)
+            return {name: metadata.tables[name] for name in names}, {}
+        except Exception:  # one of them: found below, table by table
+            metadata.clear()
+    tables, errors = {}, {}
+    for name in names:
+        try:
+            tables[name] = reflect_table(name, metadata, connection)
+        except Exception as exc:
+            errors[name] = exc
+    return tables, errors
+
+
 # --- SQLAlchemy: columns and types --------------------------------------------------------------
 
 def database_generated(column: sa.Column[Any]) -> bool:

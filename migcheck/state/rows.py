@@ -56,14 +56,10 @@ def populate(connection: sa.engine.Connection, tables: list[str], domains: Domai
              ) -> Populated:
     """Insert rows into each of these (empty) tables, parents first. `domains`: the values the
     app's models allow in a column, used where they fit the column as it is now."""
-    metadata = sa.MetaData()
-    reflected = {}
-    skipped = []
-    for name in tables:
-        try:
-            reflected[name] = compat.reflect_table(name, metadata, connection)
-        except Exception as exc:  # a table SQLAlchemy cannot reflect: leave it alone
-            skipped.append(Skipped(name, f"it cannot be reflected ({type(exc).__name__}: {exc})"))
+    reflected, unreflected = compat.reflect_tables(tables, sa.MetaData(), connection)
+    # a table SQLAlchemy cannot reflect is left alone
+    skipped = [Skipped(name, f"it cannot be reflected ({type(exc).__name__}: {exc})")
+               for name, exc in unreflected.items()]
     filled: dict[str, int] = {}
     for table in _parents_first(list(reflected.values())):
         try:
