@@ -309,8 +309,8 @@ class Server:
         return None
 
     def connect_admin(self) -> sa.engine.Connection:
-        """A connection to the server's maintenance database, for what is done to whole databases
-        (create, copy, drop); a server that cannot be reached is the user's error, exit 2."""
+        """An autocommit connection to the given database, else to `postgres` (MySQL: to none), for
+        what is done to whole databases; a server that cannot be reached is the user's error."""
         try:
             connection = self.admin.connect()
         except sa.exc.DBAPIError as exc:
