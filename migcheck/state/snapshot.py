@@ -193,8 +193,7 @@ def _reflect_unless_seen(connection: sa.Connection, version_table: str) -> dict[
     if query is None:
         return _reflect(connection, version_table)
     rows = [tuple(row) for row in compat.exec_sql(connection, query)]
-    key = (dialect.name, dialect.server_version_info, version_table,
-           hashlib.sha256(repr(rows).encode()).digest())
+    key = _fingerprint_key(dialect, version_table, rows)
     shape = _SEEN.pop(key, None)
     if shape is None:
         shape = _reflect_changed(connection, version_table, rows)
@@ -211,9 +210,7 @@ def _reflect_changed(connection: sa.Connection, version_table: str, rows: list[t
     per_table: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
         per_table.setdefault(str(row[column]), []).append(row)
-    keys = {table: (dialect.name, dialect.server_version_info, table,
-                    hashlib.sha256(repr(table_rows).encode()).digest())
-            for table, table_rows in per_table.items()}
+    keys = {table: _fingerprint_key(dialect, table, table_rows) for table, table_rows in per_table.items()}
     tables = [t for t in sa.inspect(connection).get_table_names() if t != version_table]
     known = {t: _SEEN_TABLES.pop(keys[t]) for t in tables if keys.get(t) in _SEEN_TABLES}
     shape = {**known, **_reflect(connection, version_table, [t for t in tables if t not in known])}
@@ -223,6 +220,12 @@ def _reflect_changed(connection: sa.Connection, version_table: str, rows: list[t
     while len(_SEEN_TABLES) > _SEEN_UP_TO * (len(tables) + 1):
         del _SEEN_TABLES[next(iter(_SEEN_TABLES))]
     return {table: shape[table] for table in tables}
+
+
+def _fingerprint_key(dialect: sa.Dialect, label: str, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """What a shape is kept under: the server's kind and version, what the rows cover (the version
+    table left out of a whole schema, or a table's name) and a digest of the rows."""
+    return dialect.name, dialect.server_version_info, label, hashlib.sha256(repr(rows).encode()).digest()
 
 
 def _reflect(connection: sa.Connection, version_table: str, tables: list[str] | None = None
