@@ -2,15 +2,18 @@
 
 On SQLite a snapshot is the DDL text in `sqlite_master` (one query). Equal text means an equal schema;
 when the text differs (batch mode rewrites tables, so it can differ for equal schemas), both snapshots
-are rebuilt in in-memory databases and reflected. On PostgreSQL and MySQL/MariaDB one catalog query
-first reads a fingerprint of everything reflection reads; a snapshot whose fingerprint equals one of
-the last few is that one's (a correct downgrade gives back the state before its upgrade, the
-re-upgrade the upgrade's), else the tables are reflected.
+are rebuilt in in-memory databases and reflected. On PostgreSQL one catalog query reads every table's
+columns, indexes and keys, and the snapshot is made from its rows: SQLAlchemy's reflection asks about
+ten queries for the same. On MySQL/MariaDB one catalog query first reads a fingerprint of everything
+reflection reads; a snapshot whose fingerprint equals one of the last few is that one's (a correct
+downgrade gives back the state before its upgrade, the re-upgrade the upgrade's), else the tables
+are reflected.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any, NamedTuple
 
@@ -38,6 +41,8 @@ class Snapshot(NamedTuple):
 
 def take(connection: sa.Connection, version_table: str = VERSION_TABLE) -> Snapshot:
     dialect = connection.dialect.name
+    if dialect == "postgresql" and (connection.dialect.server_version_info or (0,)) >= (9, 5):
+        return Snapshot(dialect, {}, _catalog_shape(connection, version_table))
     if dialect != "sqlite":
         return Snapshot(dialect, {}, _reflect_unless_seen(connection, version_table))
     ddl: dict[str, list[tuple[str, str, str]]] = {}
@@ -148,20 +153,61 @@ def _shape(snapshot: Snapshot, tables: set[str]) -> dict[str, dict[str, Any]]:
     return shape
 
 
-# Per table, everything its reflected shape is made of, and more (a superset only costs a reflection).
-_FINGERPRINTS = {
-    "postgresql": """
-SELECT c.relname, c.relkind,
-  (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
-                     || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''), ', ' ORDER BY a.attnum)
+# PostgreSQL (9.5 on): per table, its columns in order, its indexes but the primary key's (key columns
+# only, an expression as its text) and its primary, unique and foreign keys, as JSON arrays; what
+# SQLAlchemy's reflection reads for a snapshot, in one query. {key_columns}: indnkeyatts from 11 on,
+# before which an index had no INCLUDE columns.
+_POSTGRESQL_CATALOG = """
+SELECT c.relname,
+  (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+                                    pg_get_expr(d.adbin, d.adrelid)) ORDER BY a.attnum)::text
      FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-  (SELECT string_agg(i.relname || ' ' || pg_get_indexdef(x.indexrelid), ', ' ORDER BY i.relname)
-     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid),
-  (SELECT string_agg(o.conname || ' ' || pg_get_constraintdef(o.oid), ', ' ORDER BY o.conname)
-     FROM pg_constraint o WHERE o.conrelid = c.oid)
+  (SELECT json_agg(json_build_array(i.relname, x.indisunique,
+          ARRAY(SELECT CASE WHEN x.indkey[k - 1] = 0 THEN pg_get_indexdef(x.indexrelid, k, true)
+                            ELSE (SELECT a.attname FROM pg_attribute a
+                                   WHERE a.attrelid = c.oid AND a.attnum = x.indkey[k - 1]) END
+                  FROM generate_series(1, x.{key_columns}) k ORDER BY k)) ORDER BY i.relname)::text
+     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND NOT x.indisprimary),
+  (SELECT json_agg(json_build_array(o.conname, o.contype,
+          ARRAY(SELECT a.attname FROM unnest(o.conkey) WITH ORDINALITY k(n, i)
+                  JOIN pg_attribute a ON a.attrelid = o.conrelid AND a.attnum = k.n ORDER BY k.i),
+          (SELECT r.relname FROM pg_class r WHERE r.oid = o.confrelid),
+          ARRAY(SELECT a.attname FROM unnest(o.confkey) WITH ORDINALITY k(n, i)
+                  JOIN pg_attribute a ON a.attrelid = o.confrelid AND a.attnum = k.n ORDER BY k.i))
+          ORDER BY o.conname)::text
+     FROM pg_constraint o WHERE o.conrelid = c.oid AND o.contype IN ('p', 'u', 'f'))
 FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
-ORDER BY c.relname""",
+ORDER BY c.relname"""
+
+
+def _catalog_shape(connection: sa.Connection, version_table: str) -> dict[str, dict[str, Any]]:
+    """The tables' shape, as `_reflect` makes it, from PostgreSQL's catalog; a type as the server
+    spells it (`character varying(30)`), an expression index's column as its expression."""
+    key_columns = "indnkeyatts" if (connection.dialect.server_version_info or (0,)) >= (11,) else "indnatts"
+    shape = {}
+    for table, columns, indexes, keys in compat.exec_sql(
+            connection, _POSTGRESQL_CATALOG.format(key_columns=key_columns)):
+        if table == version_table:
+            continue
+        constraints = json.loads(keys or "[]")
+        shape[table] = {
+            "columns": {name: {"type": type_, "nullable": nullable, "default": default}
+                        for name, type_, nullable, default in json.loads(columns or "[]")},
+            "primary_key": next((tuple(cols) for _, kind, cols, _, _ in constraints if kind == "p"), ()),
+            "indexes": {name: {"columns": tuple(cols), "unique": unique}
+                        for name, unique, cols in json.loads(indexes or "[]")},
+            "made_for_keys": (),
+            "uniques": {name: tuple(cols) for name, kind, cols, _, _ in constraints if kind == "u"},
+            "foreign_keys": {name: {"columns": tuple(cols), "references": f"{referred}({', '.join(to)})"}
+                             for name, kind, cols, referred, to in constraints if kind == "f"},
+        }
+    return shape
+
+
+# MySQL and MariaDB: per table, everything its reflected shape is made of, and more (a superset only
+# costs a reflection).
+_FINGERPRINTS = {
     "mysql": """
 SELECT 't', TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION, NULL, NULL, NULL, NULL, NULL
   FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
@@ -179,7 +225,6 @@ SELECT 'k', TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION, COLUMN_NAME, REFERENC
 ORDER BY 1, 2, 3, 4, 5""",
 }
 _FINGERPRINTS["mariadb"] = _FINGERPRINTS["mysql"]
-_TABLE_COLUMN = {"postgresql": 0, "mysql": 1, "mariadb": 1}  # where a fingerprint row names its table
 _SEEN: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}  # fingerprint -> shape, the latest last
 _SEEN_UP_TO = 4  # before, after the upgrade, after the downgrade, after the re-upgrade
 _SEEN_TABLES: dict[tuple[Any, ...], dict[str, Any]] = {}  # a table's fingerprint -> its shape
@@ -206,10 +251,9 @@ def _reflect_unless_seen(connection: sa.Connection, version_table: str) -> dict[
 def _reflect_changed(connection: sa.Connection, version_table: str, rows: list[tuple[Any, ...]]
                      ) -> dict[str, dict[str, Any]]:
     dialect = connection.dialect
-    column = _TABLE_COLUMN[dialect.name]
     per_table: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
-        per_table.setdefault(str(row[column]), []).append(row)
+        per_table.setdefault(str(row[1]), []).append(row)  # a fingerprint row's table
     keys = {table: _fingerprint_key(dialect, table, table_rows) for table, table_rows in per_table.items()}
     tables = [t for t in sa.inspect(connection).get_table_names() if t != version_table]
     known = {t: _SEEN_TABLES.pop(keys[t]) for t in tables if keys.get(t) in _SEEN_TABLES}
