@@ -100,3 +100,15 @@ def test_revision_that_calls_exit_is_an_upgrade_failure(project: Project) -> Non
     assert (f"{path}:{project.line_of(path, 'exit()')}: upgrade: upgrade to `e817e817` (is draft) failed: "
             "exit() was called (SystemExit: None)") in result.out
     assert "internal error" not in result.output
+
+
+def test_an_error_is_told_the_same_in_every_run(project: Project) -> None:
+    """An error that shows an object (SQLAlchemy's CompileError for a constraint without a name)
+    is told without its memory address, which changes from run to run."""
+    operation = "raise RuntimeError(f'cannot drop {object()}')"
+    project.write(PATH, REVISION.format(message="shows an object", operation=operation))
+    result = project.run()
+    assert result.code == 1, result.output
+    assert ("upgrade to `b0b0b0b0b0b0` (shows an object) failed: RuntimeError: cannot drop "
+            "<object object>") in result.out
+    assert " at 0x" not in result.out

@@ -307,12 +307,17 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 
 def describe(exc: BaseException) -> str:
+    """The error as a finding says it, the same in every run: without the memory addresses of the
+    objects it shows (SQLAlchemy's "<… object at 0x7f…>"), which change from run to run."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
         # PostgreSQL adds the statement with a caret under the error; the finding shows the statement.
         return f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}"
     if isinstance(exc, ProjectExit):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+(?=>)")
 
 
 def sqlite_limit(exc: BaseException) -> bool:
