@@ -1,8 +1,8 @@
 """What the tables hold, for the round trip: a downgrade must give back the rows it found.
 
 A snapshot is, per table that has rows, its column names and the multiset of its rows. Tables
-without rows (in a plain walk nearly all of them: only data migrations insert rows) cost one term
-of a single query of `EXISTS` for all tables, so the empty case stays nearly free. Rows are compared
+without rows (in a plain walk nearly all of them: only data migrations insert rows) cost one
+`EXISTS` in a single query for all tables, so the empty case stays nearly free. Rows are compared
 only over the columns that existed before the revision, and in no particular order. A table with
 more than VALUES_UP_TO rows (a big lookup table a data migration fills) is compared by its count
 only, so that it does not slow every later revision's round trip.
