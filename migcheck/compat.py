@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -389,3 +390,15 @@ def load_revisions(script: ScriptDirectory) -> list[Script]:
     """Every revision file, duplicate ids included, in file name order (Alembic's one loader;
     1.7 lists a directory in the file system's order, later releases sort it)."""
     return sorted(script._load_revisions(), key=lambda revision: revision.path)
+
+
+def unnamed_constraint(exc: BaseException) -> bool:
+    """Whether a migration failed on a constraint without a name where one is needed (a drop, or
+    batch mode). Alembic's batch mode says so (ValueError) on every version, SQLAlchemy's DROP
+    CONSTRAINT too (CompileError), but on MySQL/MariaDB SQLAlchemy fails inside `format_constraint`:
+    an AssertionError from 2.0 on, a TypeError (`len(None)`) before."""
+    if isinstance(exc, (AssertionError, TypeError)):
+        return any(frame.f_code.co_name == "format_constraint"
+                   for frame, _ in traceback.walk_tb(exc.__traceback__))
+    return isinstance(exc, (ValueError, sa.exc.CompileError)) \
+        and any(text in str(exc) for text in ("Constraint must have a name", "it has no name"))

@@ -199,6 +199,26 @@ def test_downgrade_sqlite_cannot_run_gets_the_batch_mode_hint(project: Project) 
         in result.out
 
 
+
+def test_downgrade_dropping_an_unnamed_constraint_is_told_to_name_it(project: Project) -> None:
+    # Autogenerate writes `None` for a foreign key the model leaves unnamed (in an app without a
+    # naming convention); its downgrade cannot drop it, in batch mode (here) or with DROP CONSTRAINT
+    # (on a server).
+    project.edit("sample_app/extensions.py",
+                 "SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))", "SQLAlchemy()")
+    path = project.add_revision(
+        "d1d100000002", COMMENTS,
+        "with op.batch_alter_table('post') as batch_op:\n"
+        "    batch_op.create_foreign_key('fk_post_id_tag', 'tag', ['id'], ['id'])",
+        "with op.batch_alter_table('post') as batch_op:\n"
+        "    batch_op.drop_constraint(None, type_='foreignkey')", "post tag key")
+    result = project.run("--select", "roundtrip")
+    assert result.code == 1, result.output
+    line = project.line_of(path, "batch_op.drop_constraint") - 1  # the batch runs as its block ends
+    assert (f"{path}:{line}: roundtrip: downgrade of `d1d100000002` raises ValueError: Constraint must "
+            "have a name") in result.out
+    assert "fix: the constraint has no name: autogenerate writes `None`" in result.out
+
 def _count_runs(project: Project, revision: str) -> Path:
     """Make a revision's upgrade() note each run in a file; returns the file."""
     runs = project.path / "runs.txt"

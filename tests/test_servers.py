@@ -486,6 +486,25 @@ def test_roundtrip_failure_is_caught_and_databases_dropped(server: Server, proje
     assert_dropped(server, project)
 
 
+
+def test_dropping_an_unnamed_constraint_is_told_to_name_it(server: Server, project: Project) -> None:
+    """Autogenerate, without a naming convention, writes `op.drop_constraint(None, ...)` for a
+    foreign key the model leaves unnamed (seen in CTFd): SQLAlchemy cannot emit the DROP, and the
+    hint says to name it, told the same in every run (no memory addresses)."""
+    project.edit("sample_app/extensions.py",
+                 "SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))", "SQLAlchemy()")
+    path = project.add_revision("d1d100000003", "e9e549eb0d5f",
+                                "op.create_foreign_key(None, 'post', 'tag', ['id'], ['id'])",
+                                "op.drop_constraint(None, 'post', type_='foreignkey')", "post tag key")
+    result = run_on(server, project, "--select", "roundtrip")
+    assert result.code == 1, result.output
+    line = project.line_of(path, "op.drop_constraint")
+    assert f"{path}:{line}: roundtrip: downgrade of `d1d100000003` raises " in result.out
+    if server.name == "postgresql":  # MySQL's compiler only asserts that the name is there
+        assert ("raises CompileError: Can't emit DROP CONSTRAINT for constraint ForeignKeyConstraint("
+                in result.out and "it has no name" in result.out and " at 0x" not in result.out)
+    assert "fix: the constraint has no name: autogenerate writes `None`" in result.out
+
 def test_after_a_bad_downgrade_postgresql_goes_back_to_a_savepoint(server: Server, project: Project) -> None:
     # PostgreSQL runs the migrations in one transaction: after each bad downgrade the walk rolls back
     # to the savepoint before the revision, and the first revision's upgrade runs only twice (its

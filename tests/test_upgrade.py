@@ -112,3 +112,20 @@ def test_an_error_is_told_the_same_in_every_run(project: Project) -> None:
     assert ("upgrade to `b0b0b0b0b0b0` (shows an object) failed: RuntimeError: cannot drop "
             "<object object>") in result.out
     assert " at 0x" not in result.out
+
+
+def test_an_unnamed_constraint_in_batch_mode_is_told_to_get_a_name(project: Project) -> None:
+    """Alembic's batch mode refuses a constraint without a name (autogenerate writes `None` where the
+    model leaves one unnamed, in an app without a naming convention): the hint says to name it,
+    not to use the batch mode it is in."""
+    project.edit("sample_app/extensions.py",
+                 "SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))", "SQLAlchemy()")
+    operation = ("with op.batch_alter_table('post') as batch_op:\n"
+                 "        batch_op.create_foreign_key(None, 'user', ['author_id'], ['id'])")
+    project.write(PATH, REVISION.format(message="post author key", operation=operation))
+    result = project.run("--select", "upgrade")
+    assert result.code == 1, result.output
+    assert "failed: ValueError: Constraint must have a name" in result.out
+    assert "fix: the constraint has no name: autogenerate writes `None`" in result.out
+    assert "`MetaData(naming_convention=...)`" in result.out
+    assert "wrap the operations in" not in result.out

@@ -408,7 +408,7 @@ def _step_failure(exc: BaseException, current: Step, project: Project) -> Findin
         rule, message = "roundtrip-downgrade-failed", f"downgrade of `{revision.revision}` raises {error}"
         hint = ("write a downgrade() that undoes upgrade(), or mark the revision with a "
                 "`# migcheck: irreversible` comment if it cannot be undone")
-        if upgrade.sqlite_limit(exc):  # the upgrade check's hint: batch mode, or a real database
+        if upgrade.sqlite_limit(exc) or compat.unnamed_constraint(exc):  # the upgrade check's hint
             hint = upgrade.hint(exc, revision.module, project.scratch.dialect)
     else:
         rule = "roundtrip-reupgrade-failed"

@@ -17,6 +17,7 @@ from alembic.operations import BatchOperations, Operations, ops
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
 
+from migcheck import compat
 from migcheck.databases import dialects, faults, lockwait
 from migcheck.errors import InternalError, ProjectExit
 from migcheck.findings import Finding
@@ -34,12 +35,19 @@ _CAUGHT_HINT = ("fix that statement: on PostgreSQL a migration cannot catch a da
 # What SQLite says when a migration asks for an ALTER it cannot do outside batch mode.
 _SQLITE_LIMITS = (
     "No support for ALTER of constraints",
-    "Constraint must have a name",
     'near "ALTER": syntax error',
     "Cannot add a NOT NULL column with default value NULL",
     "Cannot add a UNIQUE column",
     "Cannot add a column with non-constant default",
 )
+
+# A constraint without a name (compat.unnamed_constraint): autogenerate writes `None` where the
+# model leaves a constraint unnamed.
+_UNNAMED_HINT = ("the constraint has no name: autogenerate writes `None` where the model leaves a "
+                 "constraint unnamed, and Alembic can neither drop such a constraint nor create one "
+                 "in batch mode; pass its name (for one the database named itself, the name its "
+                 "catalog shows), and name the models' constraints with "
+                 "`MetaData(naming_convention=...)` so that autogenerate writes names")
 
 
 class Observer(Protocol):
@@ -327,6 +335,8 @@ def sqlite_limit(exc: BaseException) -> bool:
 
 def hint(exc: BaseException, module: ModuleType, scratch_dialect: str, table: str | None = None,
          project: Project | None = None) -> str:
+    if compat.unnamed_constraint(exc):
+        return _UNNAMED_HINT
     foreign = dialects.written_for_another_database(exc, module) if scratch_dialect == "sqlite" else None
     if foreign and not sqlite_limit(exc):
         return foreign
