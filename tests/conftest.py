@@ -62,6 +62,12 @@ class Project:
     def append(self, relpath: str, text: str) -> None:
         self.write(relpath, self.read(relpath) + text)
 
+    def drop_naming_convention(self) -> None:
+        """sample_app without its MetaData naming convention, as many apps are: autogenerate then
+        writes `None` for a constraint the models leave unnamed."""
+        self.edit("sample_app/extensions.py",
+                  "SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))", "SQLAlchemy()")
+
     def line_of(self, relpath: str, needle: str) -> int:
         """1-based line number of the first line containing `needle`."""
         for number, line in enumerate(self.read(relpath).splitlines(), 1):

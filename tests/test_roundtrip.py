@@ -204,8 +204,7 @@ def test_downgrade_dropping_an_unnamed_constraint_is_told_to_name_it(project: Pr
     # Autogenerate writes `None` for a foreign key the model leaves unnamed (in an app without a
     # naming convention); its downgrade cannot drop it, in batch mode (here) or with DROP CONSTRAINT
     # (on a server).
-    project.edit("sample_app/extensions.py",
-                 "SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))", "SQLAlchemy()")
+    project.drop_naming_convention()
     path = project.add_revision(
         "d1d100000002", COMMENTS,
         "with op.batch_alter_table('post') as batch_op:\n"
@@ -218,6 +217,7 @@ def test_downgrade_dropping_an_unnamed_constraint_is_told_to_name_it(project: Pr
     assert (f"{path}:{line}: roundtrip: downgrade of `d1d100000002` raises ValueError: Constraint must "
             "have a name") in result.out
     assert "fix: the constraint has no name: autogenerate writes `None`" in result.out
+
 
 def _count_runs(project: Project, revision: str) -> Path:
     """Make a revision's upgrade() note each run in a file; returns the file."""

@@ -491,8 +491,7 @@ def test_dropping_an_unnamed_constraint_is_told_to_name_it(server: Server, proje
     """Autogenerate, without a naming convention, writes `op.drop_constraint(None, ...)` for a
     foreign key the model leaves unnamed (seen in CTFd): SQLAlchemy cannot emit the DROP, and the
     hint says to name it, told the same in every run (no memory addresses)."""
-    project.edit("sample_app/extensions.py",
-                 "SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))", "SQLAlchemy()")
+    project.drop_naming_convention()
     path = project.add_revision("d1d100000003", "e9e549eb0d5f",
                                 "op.create_foreign_key(None, 'post', 'tag', ['id'], ['id'])",
                                 "op.drop_constraint(None, 'post', type_='foreignkey')", "post tag key")

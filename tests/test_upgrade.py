@@ -118,8 +118,7 @@ def test_an_unnamed_constraint_in_batch_mode_is_told_to_get_a_name(project: Proj
     """Alembic's batch mode refuses a constraint without a name (autogenerate writes `None` where the
     model leaves one unnamed, in an app without a naming convention): the hint says to name it,
     not to use the batch mode it is in."""
-    project.edit("sample_app/extensions.py",
-                 "SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))", "SQLAlchemy()")
+    project.drop_naming_convention()
     operation = ("with op.batch_alter_table('post') as batch_op:\n"
                  "        batch_op.create_foreign_key(None, 'user', ['author_id'], ['id'])")
     project.write(PATH, REVISION.format(message="post author key", operation=operation))
