@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -149,22 +149,32 @@ def _terminate(signum: int, frame: object) -> NoReturn:
 
 def console() -> int:
     """The `migcheck` command and `python -m migcheck`: main() in a process of its own, tuned for
-    it. A run keeps a few hundred thousand objects alive to its end (the app, SQLAlchemy's
-    metadata, Alembic's revision modules). At Python's default thresholds the collector scans them
-    again and again (at N=1000, 27 of 117 s of CPU; 15 s at these thresholds, for 8% more peak
-    memory), and at exit it scans them once more only to free memory the OS takes back
-    anyway (1.2 s of a 10 s run at N=200). Not done in main(), which also runs inside other
-    processes (tests, `flask migcheck`)."""
-    gc.set_threshold(10_000, 10, 10)
+    it. A run keeps a few hundred thousand objects alive to its end (the libraries, the app,
+    SQLAlchemy's metadata, Alembic's revision modules). Importing them makes little garbage, yet
+    Python's collector scans them again and again (80 of 700 ms of a warm run at N=200): it stays
+    off until they are loaded, then they are frozen out of its way. After that, at Python's default
+    thresholds it would scan what the walk builds again and again (at N=1000, 27 of 117 s of CPU;
+    15 s at these thresholds, for 8% more peak memory). At exit it would scan everything once more
+    only to free memory the OS takes back anyway (1.2 s of a 10 s run at N=200). Not done in
+    main(), which also runs inside other processes (tests, `flask migcheck`)."""
+    gc.disable()
     try:
-        return main()
+        return main(loaded=_collect_from_now_on)
     finally:
         gc.freeze()  # left to the OS: Python's exit no longer scans what the run built
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Factory | None = None) -> int:
+def _collect_from_now_on() -> None:
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    gc.enable()
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Factory | None = None,
+         loaded: Callable[[], None] = lambda: None) -> int:
     """`prog`: the command as the user typed it, for usage and errors (`flask migcheck`); `factory`:
-    the app factory of the Flask CLI group migcheck runs in, when it knows one and no --app."""
+    the app factory of the Flask CLI group migcheck runs in, when it knows one and no --app;
+    `loaded`: see runner.run."""
     started = time.perf_counter()  # the reported time includes importing the app and the libraries
     _safe_output()
     parser = _parser(prog)
@@ -190,7 +200,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Fac
 
     output = AppOutput()
     try:
-        return _check(args, checks, origins, ignores, started, output, factory)
+        return _check(args, checks, origins, ignores, started, output, factory, loaded)
     finally:  # however the run ended: the app's output may say why
         signal.signal(signal.SIGTERM, terminate)
         with contextlib.suppress(OSError, ValueError):  # stdout closed by its reader
@@ -199,7 +209,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "migcheck", factory: Fac
 
 
 def _check(args: argparse.Namespace, checks: tuple[str, ...], origins: dict[str, str],
-           ignores: list[Ignore], started: float, output: AppOutput, factory: Factory | None) -> int:
+           ignores: list[Ignore], started: float, output: AppOutput, factory: Factory | None,
+           loaded: Callable[[], None]) -> int:
     """The run, with what the app prints kept in `output`, then the report and the exit code."""
     try:
         from migcheck import progress, streams, suppress
@@ -217,7 +228,7 @@ def _check(args: argparse.Namespace, checks: tuple[str, ...], origins: dict[str,
                                  reupgrade=args.reupgrade,
                                  since=args.since, git_base=args.git_base,
                                  target=args.target, start_from=args.start_from,
-                                 origins=origins), step, factory)
+                                 origins=origins), step, factory, loaded)
         result = result._replace(seconds=time.perf_counter() - started)
     except UsageError as exc:
         _explain(str(exc), exc.__cause__ or exc, args.verbose)

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
@@ -21,9 +22,10 @@ from migcheck.usercode import relative
 
 
 def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
-        options: Options, progress: Progress = silent, factory: Factory | None = None) -> Run:
+        options: Options, progress: Progress = silent, factory: Factory | None = None,
+        loaded: Callable[[], None] = lambda: None) -> Run:
     """`factory`: the app factory a Flask CLI group knows (`FlaskGroup(create_app=...)`), used when
-    `app_path` is None."""
+    `app_path` is None; `loaded`: called once the app, its libraries and the revision files are."""
     started = time.perf_counter()
     with scratch_area(options.db_url, options.origin("db_url")) as scratch, \
             redirected_configs(scratch.redirect_url), warnings.catch_warnings():
@@ -35,6 +37,7 @@ def run(app_path: str | None, directory: str | None, checks: tuple[str, ...],
         logging.getLogger("alembic").setLevel(logging.WARNING)
         with app.app_context():
             project = open_project(app, scratch, directory, options)
+            loaded()
             started_from = _fresh_start(scratch)
             begins = _begin(project)
             checked = run_checks(project, checks, progress)
