@@ -204,7 +204,7 @@ def _walk(project: Project, round_trip: bool, with_rows: frozenset[str], watch: 
                 frozenset(s.revision for s in project.scripts) - with_rows)
             walked = roundtrip.check(project, skip, with_rows,
                                      cached_rows=bool(restored and restored.rows),
-                                     observers=observers, progress=progress)
+                                     observers=observers, progress=progress, at_heads=not walking)
             if not round_trip:  # the data check alone: of its round trips' findings, only the rows'
                 walked = [f for f in walked if f.check != "roundtrip" or f.rule in data.ROW_RULES]
         else:
