@@ -33,6 +33,9 @@ from sqlalchemy.engine.url import make_url as _make_url
 from sqlalchemy.orm import Mapper
 
 SQLALCHEMY_2 = int(sa.__version__.split(".")[0]) >= 2
+# 2.0 on: reflection leaves the results it cached as it returned them (before, SQLite's
+# get_pk_constraint sorted the cached columns of get_columns in place)
+REFLECTION_RESULTS_STABLE = SQLALCHEMY_2
 # 1.4 on: engines cache compiled statements (create_engine's query_cache_size)
 _CACHES_STATEMENTS = tuple(map(int, re.findall(r"\d+", sa.__version__)[:2])) >= (1, 4)
 
@@ -248,6 +251,12 @@ def reflect_tables(names: list[str], metadata: sa.MetaData, connection: sa.engin
     return tables, errors
 
 
+def sqlite_type(dialect: sa.engine.Dialect, declared: str) -> sa.types.TypeEngine[Any]:
+    """The type SQLAlchemy's SQLite dialect reflects for a column declared `declared` (the one
+    function its get_columns uses, private in every release)."""
+    return dialect._resolve_type_affinity(declared)  # type: ignore[attr-defined]
+
+
 # --- SQLAlchemy: columns and types --------------------------------------------------------------
 
 def database_generated(column: sa.Column[Any]) -> bool:
@@ -353,6 +362,23 @@ def mappers(db: Any) -> list[Mapper]:
 # nothing, and Alembic before 1.12 does not compare types by default). migcheck applies them on
 # every stack, under what env.py and `Migrate(...)` say, so a run finds the same drift everywhere.
 MIGRATE_DEFAULTS: dict[str, Any] = {"compare_type": True, "render_as_batch": True}
+
+
+def produce_migrations(context: Any, metadata: Any, info_cache: dict[Any, Any] | None) -> ops.MigrationScript:
+    """Alembic's `produce_migrations`, its inspector starting from `info_cache` (SQLAlchemy's cache
+    of reflection results, state/reflected.py), which Alembic takes no argument for: the same
+    steps as its own, in every release from 1.7."""
+    from alembic.autogenerate import compare
+    from alembic.autogenerate.api import AutogenContext, produce_migrations
+
+    if info_cache is None:
+        return produce_migrations(context, metadata)
+    autogen = AutogenContext(context, metadata=metadata)
+    autogen.inspector.info_cache = info_cache  # made on first use, kept for the whole compare
+    script = ops.MigrationScript(rev_id=None, upgrade_ops=ops.UpgradeOps([]),
+                                 downgrade_ops=ops.DowngradeOps([]))
+    compare._populate_migration_script(autogen, script)
+    return script
 
 
 def render_python_code(operations: ops.UpgradeOps, **options: Any) -> str:

@@ -8,6 +8,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import NamedTuple
 
 from migcheck import cache, reads, scope
@@ -116,7 +117,7 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
                                       "drift not checked: the upgrade to head failed"))
         elif "drift" in checks:  # drift compares against the upgraded schema
             progress("drift", 0, 0)
-            walked += drift.check(project)
+            walked += drift.check(project, _reflections(project))
         if "safety" in checks and watch is not None and not watch.scope:
             not_run["safety"] = "no revision in scope"
         if "data" in checks and not with_rows:
@@ -127,6 +128,12 @@ def run_checks(project: Project, checks: tuple[str, ...], progress: Progress = s
         unimported = imports.check(project)
         findings = imports.supersede(findings, unimported) + unimported
     return _checked(findings, checks, not_run, cached, notes)._replace(mismatches=mismatches)
+
+
+def _reflections(project: Project) -> Path | None:
+    """Where the drift check keeps the schemas it reflected, for the next run; None with --no-cache."""
+    root = cache.cache_root() if project.options.cache else None
+    return root / "reflected" if root is not None else None
 
 
 def _upgrade_failed(walked: list[Finding]) -> Finding | None:

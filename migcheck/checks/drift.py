@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ast
 import os
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from alembic.autogenerate import produce_migrations
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 
@@ -23,6 +23,7 @@ from migcheck.findings import Finding
 from migcheck.project import Project, source
 from migcheck.project.envrun import run_env
 from migcheck.pyfile import read_source
+from migcheck.state import reflected
 from migcheck.usercode import relative
 
 NAME = "drift"
@@ -36,13 +37,15 @@ class Difference(NamedTuple):
     target: tuple[sa.MetaData, ...]  # the metadata env.py handed autogenerate
 
 
-def check(project: Project) -> list[Finding]:
+def check(project: Project, reflections: Path | None = None) -> list[Finding]:
+    """`reflections`: where the reflected schemas are kept between runs (state/reflected.py)."""
     differences: list[Difference] = []
 
     def compare(heads: tuple[str, ...], context: MigrationContext) -> list[Any]:
         assert context.connection is not None
         bind = project.scratch.bind_for(context.connection.engine)
-        differences.extend(_differences(bind, context))
+        with reflected.reusing(context.connection, reflections) as info_cache:
+            differences.extend(_differences(bind, context, info_cache))
         return []
 
     compare_defaults = project.options.compare_server_default and dialects.server_default_comparison(
@@ -62,9 +65,10 @@ def _sqlite_blind_spots(project: Project) -> list[Finding]:
         lambda table, column: source.model_location(mappers, table, column, project.app.root_path))
 
 
-def _differences(bind: str | None, context: MigrationContext) -> list[Difference]:
+def _differences(bind: str | None, context: MigrationContext, info_cache: dict[Any, Any] | None
+                 ) -> list[Difference]:
     target = context.opts["target_metadata"]
-    script = produce_migrations(context, target)
+    script = compat.produce_migrations(context, target, info_cache)
     targets = (target,) if isinstance(target, sa.MetaData) else tuple(target or ())
     render = {key: context.opts[key] for key in ("render_as_batch", "sqlalchemy_module_prefix",
                                                  "alembic_module_prefix", "user_module_prefix")
