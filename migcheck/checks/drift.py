@@ -55,7 +55,10 @@ def check(project: Project, reflections: Path | None = None) -> list[Finding]:
     blind_spots = _sqlite_blind_spots(project) if project.scratch.dialect == "sqlite" else []
     if not differences:
         return blind_spots
-    return _findings(project, differences) + blind_spots
+    # in file order: autogenerate lists the columns a table gains or loses in set order, which
+    # changes from run to run (str hashing)
+    return sorted(_findings(project, differences), key=lambda f: (f.path or "", f.line or 0, f.message)) \
+        + blind_spots
 
 
 def _sqlite_blind_spots(project: Project) -> list[Finding]:
