@@ -14,13 +14,13 @@ project/dependencies.py) is never kept, nor anything above it. A run restores th
 longest unchanged stretch of the history and walks on from there: only new or changed revisions are
 upgraded and round-tripped. Entries are verified by hash before use; a bad one is deleted.
 
-With `--db-url` on a PostgreSQL server (not a database given in the URL, where migcheck creates
-none), an entry's databases are template databases on that server (databases/templates.py), which
-the manifest here names; the server's identity and version are part of the environment's key. An
-entry whose database vanished is deleted, never trusted. MySQL/MariaDB scratch databases are not
-cached (no template databases). Entries go when KEEP newer ones exist in their environment, or when
-no run used them for templates.AGE. `migcheck --clear-cache` removes the whole local cache and,
-given a server, migcheck's cache databases on it (`clear`).
+With `--db-url` on a PostgreSQL or MariaDB server (not a database given in the URL, where migcheck
+creates none), an entry's databases are copies on that server (databases/templates.py), which the
+manifest here names; the server's identity and version are part of the environment's key. An
+entry whose database vanished is deleted, never trusted. MySQL and MariaDB < 10.5: not cached.
+Entries go when KEEP newer ones exist in their environment, or when no run used them for
+templates.AGE. `migcheck --clear-cache` removes the whole local cache and, given a server,
+migcheck's cache databases on it (`clear`).
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def cache_root() -> Path | None:
 
 
 def usable(project: Project) -> bool:
-    """SQLite and PostgreSQL scratch databases are cached (templates.supported), and only for a
-    history with unique ids."""
+    """SQLite, PostgreSQL and MariaDB scratch databases are cached (templates.supported), and only for
+    a history with unique ids."""
     server = project.scratch.server
     return (server is None or templates.supported(server)) and len(
         {s.revision for s in project.scripts}) == len(project.scripts)
@@ -472,7 +472,7 @@ def clear(server: Server | None) -> list[str]:
     """`migcheck --clear-cache`: remove the local cache and, given a server, migcheck's cache
     databases on it; returns what it removed."""
     removed = []
-    if server is not None and server.backend == "postgresql":  # first: an unreachable server stops it
+    if server is not None:  # first: an unreachable server stops it
         removed += [f"database {name} on {server.label}" for name in templates.clear(server)]
     root = cache_root()
     if root is not None and root.exists():

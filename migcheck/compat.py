@@ -251,6 +251,11 @@ def reflect_tables(names: list[str], metadata: sa.MetaData, connection: sa.engin
     return tables, errors
 
 
+def is_mariadb(dialect: sa.engine.Dialect) -> bool:
+    """A MySQL dialect connected to MariaDB (`is_mariadb` from 1.4; 1.3 has `_is_mariadb`)."""
+    return bool(getattr(dialect, "is_mariadb", None) or getattr(dialect, "_is_mariadb", False))
+
+
 def sqlite_type(dialect: sa.engine.Dialect, declared: str) -> sa.types.TypeEngine[Any]:
     """The type SQLAlchemy's SQLite dialect reflects for a column declared `declared` (the one
     function its get_columns uses, private in every release)."""

@@ -151,7 +151,12 @@ def cache_databases(caches: list[Path]) -> list[str]:
 
 
 def drop_cache_databases(caches: list[Path]) -> None:
+    """Drop them on each server that is up (the manifests do not say which server holds them)."""
     names = cache_databases(caches)
-    if names:
-        drops = (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names)
-        get_server("postgresql").execute(*drops)
+    if not names:
+        return
+    if _unreachable("postgresql") is None:
+        get_server("postgresql").execute(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+                                           for name in names))
+    if _unreachable("mysql") is None:
+        get_server("mysql").execute(*(f"DROP DATABASE IF EXISTS `{name}`" for name in names))
