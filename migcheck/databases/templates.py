@@ -108,7 +108,7 @@ def restore(server: Server, key: str, databases: dict[str | None, str]) -> str |
                     drop_database(connection, server.names[bind])
                     _copy(connection, name, server.names[bind])
                     _mark_used(connection, name)
-            except sa.exc.DBAPIError:  # the walk starts from empty scratch databases again
+            except (sa.exc.DBAPIError, _NotCopied):  # the walk starts from empty scratch databases again
                 for scratch in server.names.values():
                     drop_database(connection, scratch)
                     compat.exec_sql(connection, f"CREATE DATABASE {quote_name(connection, scratch)}")
@@ -203,8 +203,8 @@ def _copy(connection: sa.engine.Connection, source: str, target: str) -> None:
     compat.exec_sql(connection, f"CREATE DATABASE {quoted_target}")
     compat.exec_sql(connection, f"USE {quoted_target}")  # where SHOW CREATE TABLE's names are meant
     # tables and rows in any order; a 0 in an AUTO_INCREMENT column stays 0 (as mysqldump has it)
-    compat.exec_sql(connection, "SET SESSION foreign_key_checks = 0, "
-                                "sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
+    compat.exec_sql(connection, "SET @migcheck_sql_mode = @@sql_mode, SESSION foreign_key_checks = 0, "
+                                "SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
     try:
         for table, _ in tables:
             quoted, listed = quote_name(connection, str(table)), ", ".join(columns[str(table)])
@@ -214,7 +214,7 @@ def _copy(connection: sa.engine.Connection, source: str, target: str) -> None:
                                         f"SELECT {listed} FROM {quoted_source}.{quoted}")
     finally:
         compat.exec_sql(connection, "SET SESSION foreign_key_checks = 1, "
-                                    "sql_mode = REPLACE(@@sql_mode, 'NO_AUTO_VALUE_ON_ZERO', '')")
+                                    "SESSION sql_mode = @migcheck_sql_mode")
 
 
 def _has_code(connection: sa.engine.Connection, database: str) -> bool:
