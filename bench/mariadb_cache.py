@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs["cold"].append(cold)
                 runs["warm"].append(warm)
                 print(f"  [{round_}/{args.repeat}] cold {cold:.2f} s, warm {warm:.2f} s", flush=True)
-        copies = _copies(args.mysql, _kept(work / "cache"), args.repeat)
+        kept = _kept(work / "cache")
+        try:
+            copies = _copies(args.mysql, kept, args.repeat)
+        finally:  # the cache directory goes with the temporary directory: its database too
+            _drop(args.mysql, kept)
         section = _section(args, runs, copies)
     print(section)
     if not args.no_write:
@@ -83,9 +87,18 @@ def _kept(cache: Path) -> str:
     return str(name)
 
 
+def _admin(url: str) -> sa.engine.Engine:
+    return sa.create_engine(sa.engine.make_url(url).set(database=None), poolclass=NullPool,
+                            isolation_level="AUTOCOMMIT")
+
+
+def _drop(url: str, database: str) -> None:
+    with _admin(url).connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
+
+
 def _copies(url: str, source: str, repeat: int) -> dict[str, list[float]]:
-    admin = sa.create_engine(sa.engine.make_url(url).set(database=None), poolclass=NullPool,
-                             isolation_level="AUTOCOMMIT")
+    admin = _admin(url)
     with admin.connect() as connection:
         tables = [str(name) for (name,) in connection.exec_driver_sql(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (source,))]
