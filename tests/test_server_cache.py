@@ -34,8 +34,8 @@ def _not_while_clearing(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
-def _run(postgres: Server, project: Project, *args: str, app: str | None = "sample_app:app") -> Result:
-    return project.run("--db-url", postgres.url, *args, app=app)
+def _run(server: Server, project: Project, *args: str, app: str | None = "sample_app:app") -> Result:
+    return project.run("--db-url", server.url, *args, app=app)
 
 
 def _kept(project: Project) -> list[str]:
