@@ -272,8 +272,7 @@ class Server:
         """Drop the scratch databases of killed runs (their lock is free); returns their names."""
         dropped = []
         with self.connect_admin() as connection:
-            query = "SELECT datname FROM pg_database" if self.backend == "postgresql" else "SHOW DATABASES"
-            names = sorted(str(name) for (name,) in compat.exec_sql(connection, query))
+            names = sorted(database_names(connection))
             tokens = {match[1] for match in map(_SCRATCH_NAME.match, names) if match} - {self.token}
             for token in sorted(tokens):
                 if not _lock(connection, token, wait=False):
@@ -392,6 +391,12 @@ def describe_error(exc: sa.exc.DBAPIError) -> str:
 
 def quote_name(connection: sa.engine.Connection, name: str) -> str:
     return connection.dialect.identifier_preparer.quote_identifier(name)
+
+
+def database_names(connection: sa.engine.Connection) -> set[str]:
+    """Every database on the server."""
+    query = "SELECT datname FROM pg_database" if connection.dialect.name == "postgresql" else "SHOW DATABASES"
+    return {str(name) for (name,) in compat.exec_sql(connection, query)}
 
 
 def drop_database(connection: sa.engine.Connection, name: str) -> None:

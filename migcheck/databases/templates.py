@@ -26,7 +26,14 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from migcheck import compat
-from migcheck.databases.servers import MAX_NAME, Server, describe_error, drop_database, quote_name
+from migcheck.databases.servers import (
+    MAX_NAME,
+    Server,
+    database_names,
+    describe_error,
+    drop_database,
+    quote_name,
+)
 
 AGE = 14 * 24 * 3600  # a cache database no run used for this long is dropped
 SERVER_KEEP = 20  # cache entries kept on one server, of all projects
@@ -101,7 +108,7 @@ def restore(server: Server, key: str, databases: dict[str | None, str]) -> str |
         if not _lock(connection, key):
             return "busy"
         try:
-            if not set(databases.values()) <= _existing(connection):
+            if not set(databases.values()) <= database_names(connection):
                 return "gone"
             try:
                 for bind, name in databases.items():
@@ -174,11 +181,6 @@ def _list(connection: sa.engine.Connection) -> list[tuple[str, str | None]]:
         query = ("SELECT schema_name, schema_comment FROM information_schema.schemata"
                  " WHERE schema_name REGEXP '^migcheck_c[0-9a-f]{12}_' ORDER BY schema_name")
     return [(str(name), comment) for name, comment in compat.exec_sql(connection, query)]
-
-
-def _existing(connection: sa.engine.Connection) -> set[str]:
-    query = "SELECT datname FROM pg_database" if connection.dialect.name == "postgresql" else "SHOW DATABASES"
-    return {str(name) for (name,) in compat.exec_sql(connection, query)}
 
 
 class _NotCopied(Exception):
